@@ -1,0 +1,36 @@
+# Set-up and entry points. `make demo` and `make test` are the README's two
+# commands: each creates .venv on first use and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONSTRAINTS := ci/constraints-cpu.txt
+
+.PHONY: demo test test-fast bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed-core: $(BIN)/python pyproject.toml $(CONSTRAINTS)
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-core
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed-core
+	$(BIN)/dwcube demo
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/bench_load.py
+	$(BIN)/python benchmarks/bench_graph.py
+
+clean:
+	rm -rf $(VENV) dwcube-demo

@@ -1,0 +1,34 @@
+"""dwcube: Dynamic World-style land-cover probability cubes on your own STAC datacubes.
+
+Public API
+----------
+load
+    Search a STAC catalogue and return a lazy, normalised reflectance cube.
+search
+    Find STAC items in an API, a local catalogue file, or a list of items.
+CLASSES, COLORS
+    The nine Dynamic World classes and their palette.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .classes import CLASSES, COLORS  # noqa: E402
+from .load import AssetError, load  # noqa: E402
+from .sensors import MaskSpec, SensorError, UnknownBandError  # noqa: E402
+from .stac import CatalogError, EmptySearchError, search  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "load",
+    "search",
+    "CLASSES",
+    "COLORS",
+    "MaskSpec",
+    "AssetError",
+    "CatalogError",
+    "EmptySearchError",
+    "SensorError",
+    "UnknownBandError",
+]

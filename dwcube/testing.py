@@ -1,0 +1,685 @@
+"""Real test infrastructure: COGs and STAC items made from arrays, and loopback servers.
+
+Everything here is real, not mocked: files are Cloud-Optimised GeoTIFFs written
+with GDAL, items follow the layouts of the public catalogues (Earth Search and
+Microsoft Planetary Computer), the HTTP server honours ``Range`` requests as
+GDAL's ``/vsicurl/`` needs, and the STAC API is a real server (``rustac
+serve``) that pystac-client searches.  Servers bind to 127.0.0.1 only.
+
+Used by the test suite, the benchmarks and the offline demo
+(``dwcube demo``); users can use it for their own tests.
+
+Examples
+--------
+>>> with serve_directory(tmp_path) as base_url:  # doctest: +SKIP
+...     items = [sentinel2_item(...)]
+...     with stac_api(items) as api_url:
+...         ds = dwcube.load(api_url, collections=["sentinel-2-l2a"])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import http.server
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+
+__all__ = [
+    "write_cog",
+    "RasterInfo",
+    "sentinel2_item",
+    "landsat_item",
+    "read_s2_product_metadata",
+    "t29unu_items",
+    "shared_dir",
+    "serve_directory",
+    "RangeRequestHandler",
+    "ServerStats",
+    "stac_api",
+    "free_port",
+]
+
+# -- files ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """Grid of one raster file: where it is, its CRS (EPSG), transform, shape and dtype."""
+
+    path: str
+    epsg: int
+    transform: tuple[float, float, float, float, float, float]
+    shape: tuple[int, int]
+    dtype: str
+    nodata: float | None
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(left, bottom, right, top)`` in the raster's CRS."""
+        a, _, c, _, e, f = self.transform
+        h, w = self.shape
+        return (c, f + e * h, c + a * w, f)
+
+
+def write_cog(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    *,
+    epsg: int,
+    transform: Sequence[float],
+    nodata: float | None = 0,
+    blocksize: int = 256,
+    compress: str = "DEFLATE",
+) -> RasterInfo:
+    """Write a single-band Cloud-Optimised GeoTIFF (GDAL's COG driver) and describe it.
+
+    Parameters
+    ----------
+    path
+        Output file.
+    array
+        2-D array ``(y, x)``.
+    epsg
+        EPSG code of the CRS.
+    transform
+        Affine ``(a, b, c, d, e, f)`` (GDAL order as in ``rasterio.Affine``).
+    nodata
+        No-data value written into the file (``None`` for none).
+
+    Examples
+    --------
+    >>> info = write_cog("red.tif", np.ones((64, 64), np.uint16), epsg=32633,
+    ...                  transform=(10, 0, 500000, 0, -10, 5000000))  # doctest: +SKIP
+    """
+    import rasterio
+    from affine import Affine
+
+    array = np.asarray(array)
+    if array.ndim != 2:
+        raise ValueError(f"write_cog needs a 2-D array, got shape {array.shape}")
+    path = str(path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    profile = {
+        "driver": "COG",
+        "width": array.shape[1],
+        "height": array.shape[0],
+        "count": 1,
+        "dtype": array.dtype.name,
+        "crs": f"EPSG:{epsg}",
+        "transform": Affine(*transform[:6]),
+        "nodata": nodata,
+        "compress": compress,
+        "blocksize": blocksize,
+        "overview_resampling": "nearest",
+    }
+    if array.dtype.kind in "iu":
+        profile["predictor"] = 2
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(array, 1)
+    return RasterInfo(path, epsg, tuple(float(v) for v in transform[:6]), array.shape, array.dtype.name, nodata)  # type: ignore[arg-type]
+
+
+def _footprint_lonlat(infos: Sequence[RasterInfo]) -> tuple[dict[str, Any], list[float]]:
+    from odc.geo.geom import box, unary_union
+
+    geoms = [box(*i.bounds, f"EPSG:{i.epsg}").to_crs("EPSG:4326", resolution=np.inf) for i in infos]
+    g = unary_union(geoms)
+    geo = g.json
+    return geo, list(g.boundingbox)
+
+
+def _proj_fields(info: RasterInfo) -> dict[str, Any]:
+    return {
+        "proj:code": f"EPSG:{info.epsg}",
+        "proj:shape": list(info.shape),
+        "proj:transform": list(info.transform),
+    }
+
+
+# -- items ------------------------------------------------------------------------------------
+
+_S2_BAND_IDS = {
+    "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05",
+    "rededge2": "B06", "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09",
+    "cirrus": "B10", "swir16": "B11", "swir22": "B12", "scl": "SCL",
+}
+
+
+def sentinel2_item(
+    item_id: str,
+    datetime: dt.datetime,
+    assets: Mapping[str, RasterInfo],
+    *,
+    base_url: str,
+    root: str | os.PathLike[str],
+    level: str = "L2A",
+    layout: str = "earth-search",
+    platform: str = "sentinel-2a",
+    processing_baseline: str | None = "04.00",
+    cloud_cover: float | None = None,
+    sun_azimuth: float | None = None,
+    sun_zenith: float | None = None,
+    tile: str = "29UNU",
+    extra_properties: Mapping[str, Any] | None = None,
+    publish_scale_offset: bool = True,
+) -> pystac.Item:
+    """A Sentinel-2 STAC item in the layout of a public catalogue.
+
+    Parameters
+    ----------
+    assets
+        Common band name (``"blue"``, ``"scl"``…) → the file written for it.
+    base_url, root
+        Asset hrefs are ``base_url`` + the file's path relative to ``root``.
+    layout
+        ``"earth-search"``: assets keyed by common name, lower-case platform,
+        ``view:sun_*`` and ``mgrs:*`` properties, ``raster:bands`` with
+        scale 0.0001 and offset −0.1 (as Earth Search publishes them).
+        ``"planetary-computer"``: assets keyed ``B02``/``SCL``, capitalised platform,
+        ``s2:mean_solar_*`` and ``s2:mgrs_tile``, no ``raster:bands`` scale/offset.
+    processing_baseline
+        ``s2:processing_baseline``; ``None`` omits it (and the product name).
+
+    Examples
+    --------
+    >>> item = sentinel2_item("S2A_29UNU_20221005_0_L2A", t, {"red": info},
+    ...                       base_url="http://127.0.0.1:8000", root=tmp)  # doctest: +SKIP
+    """
+    if layout not in ("earth-search", "planetary-computer"):
+        raise ValueError(f"layout must be 'earth-search' or 'planetary-computer', got {layout!r}")
+    es = layout == "earth-search"
+    geometry, bbox = _footprint_lonlat(list(assets.values()))
+    first = next(iter(assets.values()))
+    props: dict[str, Any] = {
+        "datetime": datetime.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+        # Earth Search: "sentinel-2a"; Planetary Computer: "Sentinel-2A"
+        "platform": platform.lower() if es else "Sentinel-" + platform.split("-", 1)[1].upper(),
+        "constellation": "sentinel-2",
+        "instruments": ["msi"],
+        "s2:product_type": "S2MSI2A" if level == "L2A" else "S2MSI1C",
+        "proj:code": f"EPSG:{first.epsg}",
+    }
+    if processing_baseline is not None:
+        props["s2:processing_baseline"] = processing_baseline
+        pb = processing_baseline.replace(".", "")
+        props["s2:product_uri"] = (
+            f"S2{platform[-1].upper()}_MSI{level}_{datetime:%Y%m%dT%H%M%S}_N{pb}_R023_T{tile}_{datetime:%Y%m%dT%H%M%S}.SAFE"
+        )
+    if cloud_cover is not None:
+        props["eo:cloud_cover"] = float(cloud_cover)
+    if es:
+        props.update({"mgrs:utm_zone": int(tile[:2]), "mgrs:latitude_band": tile[2], "mgrs:grid_square": tile[3:]})
+        if sun_azimuth is not None:
+            props["view:sun_azimuth"] = sun_azimuth
+        if sun_zenith is not None:
+            props["view:sun_elevation"] = 90.0 - sun_zenith
+    else:
+        props["s2:mgrs_tile"] = tile
+        if sun_azimuth is not None:
+            props["s2:mean_solar_azimuth"] = sun_azimuth
+        if sun_zenith is not None:
+            props["s2:mean_solar_zenith"] = sun_zenith
+    props.update(extra_properties or {})
+    item = pystac.Item(
+        item_id,
+        geometry=geometry,
+        bbox=bbox,
+        datetime=datetime,
+        properties=props,
+        collection=f"sentinel-2-{level.lower()}",
+        stac_extensions=[
+            "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+            "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+            "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+        ],
+    )
+    for name, info in assets.items():
+        key = name if es else _S2_BAND_IDS[name]
+        band: dict[str, Any] = {"nodata": 0, "data_type": info.dtype}
+        if name != "scl" and es and publish_scale_offset:
+            band.update({"scale": 0.0001, "offset": -0.1})
+        extra = {**_proj_fields(info), "raster:bands": [band]}
+        if name != "scl":
+            extra["eo:bands"] = [{"name": _S2_BAND_IDS[name], "common_name": name}]
+        item.add_asset(
+            key,
+            pystac.Asset(
+                href=_href(info.path, root, base_url),
+                media_type=pystac.MediaType.COG,
+                roles=["data"],
+                extra_fields=extra,
+            ),
+        )
+    return item
+
+
+_OLI = {"coastal": 1, "blue": 2, "green": 3, "red": 4, "nir08": 5, "swir16": 6, "swir22": 7}
+_TM = {"blue": 1, "green": 2, "red": 3, "nir08": 4, "swir16": 5, "swir22": 7}
+
+
+def landsat_item(
+    item_id: str,
+    datetime: dt.datetime,
+    assets: Mapping[str, RasterInfo],
+    *,
+    base_url: str,
+    root: str | os.PathLike[str],
+    platform: str = "landsat-8",
+    layout: str = "planetary-computer",
+    cloud_cover: float | None = None,
+    wrs_path: int = 190,
+    wrs_row: int = 28,
+) -> pystac.Item:
+    """A Landsat Collection 2 Level-2 STAC item (Earth Search / Planetary Computer layout).
+
+    Both catalogues key assets by lower-case common name (``red``, ``nir08``,
+    ``qa_pixel``); ``layout="usgs"`` keys them by file stem (``SR_B4``, ``QA_PIXEL``).
+
+    Examples
+    --------
+    >>> item = landsat_item("LC08_L2SP_190028_20220601_02_T1", t, {"red": info, "qa_pixel": qa},
+    ...                     base_url=url, root=tmp)  # doctest: +SKIP
+    """
+    number = int(platform[-1])
+    table = _OLI if number in (8, 9) else _TM
+    geometry, bbox = _footprint_lonlat(list(assets.values()))
+    first = next(iter(assets.values()))
+    props: dict[str, Any] = {
+        "datetime": datetime.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+        "platform": platform,
+        "instruments": ["oli", "tirs"] if number in (8, 9) else (["etm+"] if number == 7 else ["tm"]),
+        "landsat:wrs_path": f"{wrs_path:03d}",
+        "landsat:wrs_row": f"{wrs_row:03d}",
+        "landsat:correction": "L2SP",
+        "proj:code": f"EPSG:{first.epsg}",
+    }
+    if cloud_cover is not None:
+        props["eo:cloud_cover"] = cloud_cover
+    item = pystac.Item(item_id, geometry=geometry, bbox=bbox, datetime=datetime, properties=props,
+                       collection="landsat-c2-l2")
+    for name, info in assets.items():
+        if layout == "usgs":
+            key = "QA_PIXEL" if name == "qa_pixel" else f"SR_B{table[name]}"
+        else:
+            key = name
+        band: dict[str, Any] = {"data_type": info.dtype}
+        if name == "qa_pixel":
+            band["nodata"] = 1
+        else:
+            band.update({"nodata": 0, "scale": 2.75e-05, "offset": -0.2})
+        item.add_asset(key, pystac.Asset(href=_href(info.path, root, base_url), media_type=pystac.MediaType.COG,
+                                         roles=["data"], extra_fields={**_proj_fields(info), "raster:bands": [band]}))
+    return item
+
+
+def _href(path: str, root: str | os.PathLike[str], base_url: str) -> str:
+    rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    return base_url.rstrip("/") + "/" + rel
+
+
+# -- the real T29UNU tile from ../shared ------------------------------------------------------
+
+
+def shared_dir(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The project's ``shared/`` folder (``$DWCUBE_SHARED``, or ``../shared`` from the repo), if present."""
+    env = os.environ.get("DWCUBE_SHARED")
+    if env and Path(env).is_dir():
+        return Path(env)
+    here = Path(start) if start else Path(__file__).resolve().parent.parent
+    for cand in (here / ".." / "shared", here / "shared", Path.cwd() / ".." / "shared"):
+        if (cand / "data").is_dir():
+            return cand.resolve()
+    return None
+
+
+def read_s2_product_metadata(product_xml: str | os.PathLike[str], tile_xml: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Read what a STAC item needs from a Sentinel-2 SAFE's ``MTD_MSIL*.xml`` (and ``MTD_TL.xml``).
+
+    Returns
+    -------
+    dict with ``datetime``, ``platform``, ``processing_baseline``, ``product_uri``,
+    ``product_type``, ``cloud_cover``, ``add_offset`` (per band id, DN) and, with
+    the tile file, ``sun_zenith``, ``sun_azimuth``, ``epsg``.
+
+    Examples
+    --------
+    >>> md = read_s2_product_metadata("MTD_MSIL2A.xml", "MTD_TL.xml")  # doctest: +SKIP
+    >>> md["processing_baseline"]  # doctest: +SKIP
+    '04.00'
+    """
+
+    def text(root: ET.Element, tag: str) -> str | None:
+        el = next((e for e in root.iter() if e.tag.split("}")[-1] == tag), None)
+        return el.text.strip() if el is not None and el.text else None
+
+    root = ET.parse(product_xml).getroot()
+    out: dict[str, Any] = {
+        "datetime": dt.datetime.fromisoformat(text(root, "PRODUCT_START_TIME").replace("Z", "+00:00")),  # type: ignore[union-attr]
+        "platform": (text(root, "SPACECRAFT_NAME") or "").lower(),
+        "processing_baseline": text(root, "PROCESSING_BASELINE"),
+        "product_uri": text(root, "PRODUCT_URI"),
+        "product_type": text(root, "PRODUCT_TYPE"),
+        "cloud_cover": float(text(root, "Cloud_Coverage_Assessment") or "nan"),
+        "add_offset": {
+            int(e.attrib["band_id"]): int(e.text)  # type: ignore[arg-type]
+            for e in root.iter()
+            if e.tag.split("}")[-1] in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET")
+        },
+    }
+    if tile_xml is not None:
+        troot = ET.parse(tile_xml).getroot()
+        sun = next(e for e in troot.iter() if e.tag.split("}")[-1] == "Mean_Sun_Angle")
+        out["sun_zenith"] = float(text(sun, "ZENITH_ANGLE"))  # type: ignore[arg-type]
+        out["sun_azimuth"] = float(text(sun, "AZIMUTH_ANGLE"))  # type: ignore[arg-type]
+        out["epsg"] = int((text(troot, "HORIZONTAL_CS_CODE") or "EPSG:0").split(":")[1])
+    return out
+
+
+T29UNU_BANDS = {
+    "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05",
+    "rededge2": "B06", "rededge3": "B07", "nir08": "B8A", "nir09": "B09", "swir16": "B11", "swir22": "B12",
+}
+
+
+def t29unu_cogs(product_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                bands: Sequence[str] | None = None, scl_resolution: int = 20) -> dict[str, RasterInfo]:
+    """Convert the real T29UNU JPEG 2000 bands (and SCL) to COGs; reuses existing files.
+
+    Returns common name → :class:`RasterInfo`. Pixel values are unchanged (DN).
+    """
+    import rasterio
+
+    product_dir, out_dir = Path(product_dir), Path(out_dir)
+    out: dict[str, RasterInfo] = {}
+    wanted = list(bands) if bands is not None else list(T29UNU_BANDS)
+    files = {b: f"T29UNU_20221005T115411_{T29UNU_BANDS[b]}_60m.jp2" for b in wanted if b in T29UNU_BANDS}
+    files["scl"] = f"T29UNU_20221005T115411_SCL_{scl_resolution}m.jp2"
+    for name, fname in files.items():
+        src_path = product_dir / fname
+        dst = out_dir / (Path(fname).stem + ".tif")
+        with rasterio.open(src_path) as src:
+            epsg = src.crs.to_epsg()
+            tr = tuple(src.transform)[:6]
+            if not dst.exists():
+                data = src.read(1)
+                tmp = dst.with_suffix(".tmp.tif")
+                write_cog(tmp, data, epsg=epsg, transform=tr, nodata=0)
+                tmp.replace(dst)
+            out[name] = RasterInfo(str(dst), epsg, tr, (src.height, src.width), src.dtypes[0], 0)
+    return out
+
+
+def t29unu_items(
+    product_dir: str | os.PathLike[str],
+    cog_dir: str | os.PathLike[str],
+    *,
+    base_url: str,
+    root: str | os.PathLike[str] | None = None,
+    layout: str = "earth-search",
+    processing_baseline: str | None = None,
+    bands: Sequence[str] | None = None,
+    item_id: str | None = None,
+) -> pystac.Item:
+    """A STAC item for the real T29UNU 2022-10-05 L2A tile, built from its own product metadata.
+
+    ``processing_baseline`` overrides the product's (``"02.14"`` describes the same
+    pixels as an old-baseline product, for tests).
+
+    Examples
+    --------
+    >>> item = t29unu_items(shared / "data/s2l2a-T29UNU-20221005-60m", tmp / "cogs",
+    ...                     base_url=url, root=tmp)  # doctest: +SKIP
+    """
+    product_dir = Path(product_dir)
+    md = read_s2_product_metadata(product_dir / "MTD_MSIL2A.xml", product_dir / "MTD_TL.xml")
+    infos = t29unu_cogs(product_dir, cog_dir, bands)
+    pb = processing_baseline or md["processing_baseline"]
+    return sentinel2_item(
+        item_id or "S2A_29UNU_20221005_0_L2A",
+        md["datetime"],
+        infos,
+        base_url=base_url,
+        root=root if root is not None else cog_dir,
+        level="L2A",
+        layout=layout,
+        platform=md["platform"],
+        processing_baseline=pb,
+        cloud_cover=md["cloud_cover"],
+        sun_azimuth=md["sun_azimuth"],
+        sun_zenith=md["sun_zenith"],
+        tile="29UNU",
+    )
+
+
+# -- HTTP server with Range support -------------------------------------------------------------
+
+
+@dataclass
+class ServerStats:
+    """Counters of a :func:`serve_directory` server (thread-safe enough for tests)."""
+
+    requests: int = 0
+    failed_on_purpose: int = 0
+    bytes_sent: int = 0
+    paths: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with single-range ``Range: bytes=a-b`` support and an optional failure rate.
+
+    Class attributes set by :func:`serve_directory`: ``fail_every`` (answer every
+    n-th request with 503; 0 = never) and ``stats``.
+    """
+
+    fail_every: int = 0
+    stats: ServerStats
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+        pass
+
+    def _count(self) -> bool:
+        with self.stats.lock:
+            self.stats.requests += 1
+            n = self.stats.requests
+            self.stats.paths.append(self.path)
+            fail = self.fail_every > 0 and n % self.fail_every == 0
+            if fail:
+                self.stats.failed_on_purpose += 1
+        if fail:
+            self.send_response(503, "Service Unavailable (flaky test server)")
+            self.send_header("Content-Length", "0")
+            self.send_header("Retry-After", "0")
+            self.end_headers()
+        return fail
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        if self._count():
+            return
+        path = self.translate_path(self.path)
+        if not os.path.isfile(path):
+            self.send_error(404, "not found")
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(os.path.getsize(path)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Type", self.guess_type(path))
+        self.end_headers()
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self._count():
+            return
+        path = self.translate_path(self.path)
+        if not os.path.isfile(path):
+            self.send_error(404, "not found")
+            return
+        size = os.path.getsize(path)
+        rng = self.headers.get("Range")
+        start, end, status = 0, size - 1, 200
+        if rng:
+            m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
+            if not m or (not m.group(1) and not m.group(2)):
+                self.send_error(416, "bad range")
+                return
+            if m.group(1):
+                start = int(m.group(1))
+                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+            else:  # suffix range: last n bytes
+                start = max(0, size - int(m.group(2)))
+            if start >= size or start > end:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status = 206
+        length = end - start + 1
+        self.send_response(status)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(length))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                remaining = length
+                while remaining > 0:
+                    chunk = f.read(min(1 << 20, remaining))
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+                    remaining -= len(chunk)
+        except (ConnectionResetError, BrokenPipeError):
+            # The client had what it needed (GDAL often stops a long read early).
+            self.close_connection = True
+            return
+        with self.stats.lock:
+            self.stats.bytes_sent += length
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_directory(root: str | os.PathLike[str], *, fail_every: int = 0) -> Iterator[tuple[str, ServerStats]]:
+    """Serve ``root`` over HTTP on 127.0.0.1 (threaded, Range-capable) for the ``with`` block.
+
+    Parameters
+    ----------
+    fail_every
+        Answer every ``fail_every``-th request with ``503 Service Unavailable``
+        (``2`` = every other request); GDAL retries these.
+
+    Yields
+    ------
+    (base_url, stats)
+
+    Examples
+    --------
+    >>> with serve_directory("cogs", fail_every=2) as (url, stats):  # doctest: +SKIP
+    ...     rasterio.open(url + "/B04.tif")
+    """
+    stats = ServerStats()
+    handler = type(
+        "Handler",
+        (RangeRequestHandler,),
+        {"fail_every": fail_every, "stats": stats, "directory": str(root)},
+    )
+
+    def make(*args: Any, **kw: Any) -> RangeRequestHandler:
+        return handler(*args, directory=str(root), **kw)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make)  # type: ignore[arg-type]
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", stats
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- STAC API (rustac serve) --------------------------------------------------------------------
+
+
+def _rustac_exe() -> str:
+    exe = Path(sys.executable).parent / "rustac"
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("rustac")
+    if found:
+        return found
+    raise RuntimeError("the 'rustac' command is needed for a local STAC API: pip install rustac")
+
+
+@contextlib.contextmanager
+def stac_api(items: Sequence[pystac.Item | Mapping[str, Any]], workdir: str | os.PathLike[str], *,
+             timeout: float = 30.0) -> Iterator[str]:
+    """Run a real STAC API (``rustac serve``, in-memory backend) on 127.0.0.1 with ``items``.
+
+    Collections are created for the items' collection ids. Yields the API root URL.
+
+    Examples
+    --------
+    >>> with stac_api(items, tmp_path) as url:  # doctest: +SKIP
+    ...     pystac_client.Client.open(url).search(collections=["sentinel-2-l2a"]).item_collection()
+    """
+    dicts = [it.to_dict() if isinstance(it, pystac.Item) else dict(it) for it in items]
+    path = Path(workdir) / f"api-items-{os.getpid()}-{id(items)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": dicts}))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [_rustac_exe(), "serve", "--addr", f"127.0.0.1:{port}", "--create-collections", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise RuntimeError(f"rustac serve exited ({proc.returncode}): {err[-2000:]}")
+            try:
+                with urllib.request.urlopen(url + "/", timeout=2) as resp:  # noqa: S310 - loopback
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rustac serve did not answer on {url} within {timeout} s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
+        path.unlink(missing_ok=True)
