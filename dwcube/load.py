@@ -119,7 +119,7 @@ def load(
         also set the extent of the output grid.
     bands
         Common band names (``"red"``, ``"nir"``, ``"swir16"``) or product band ids
-        (``"B04"``); ``None`` loads every band of the sensor.
+        (``"B04"``); ``None`` loads every band of the sensor that all items provide.
     resolution
         Output pixel size in units of ``crs`` (metres for UTM). Default: native.
     crs
@@ -214,7 +214,7 @@ def load(
             f"({', '.join(sorted(f'{f} {lv}' for f, lv in products))}); load them separately "
             "(filter with collections=...) and combine the cubes"
         )
-    band_names = _resolve_band_names(bands, sensors)
+    band_names = _resolve_band_names(bands, sensors, items)
     mask_spec, mask_name = _resolve_mask(mask, sensors[0])
 
     failures: list[str] = []
@@ -251,6 +251,7 @@ def load(
         "title": "dwcube reflectance cube",
         "sensor": ",".join(sorted({s.name for s in sensors})),
         "product_level": sensors[0].level,
+        "bands": list(band_names),
         "radiometry": prov["radiometry"],
         "mask": prov["mask"],
         "harmonization": prov["harmonization"],
@@ -272,10 +273,19 @@ def load(
 # -- bands, masks, items ------------------------------------------------------------------------
 
 
-def _resolve_band_names(bands: str | Sequence[str] | None, sensors: Sequence[Sensor]) -> list[str]:
+def _resolve_band_names(
+    bands: str | Sequence[str] | None, sensors: Sequence[Sensor], items: Sequence[pystac.Item]
+) -> list[str]:
     unique = list(dict.fromkeys(sensors))
     if bands is None:
-        names = [b for b in unique[0].bands if all(b in s.bands for s in unique)]
+        # every band of the sensor that every item actually provides
+        names = [
+            b
+            for b in unique[0].bands
+            if all(b in s.bands and s.bands[b].asset_key(it) for it, s in zip(items, sensors, strict=True))
+        ]
+        if not names:
+            raise AssetError("no band of the sensor is present in every item; pass bands=[...]")
         return names
     names: list[str] | None = None
     for s in unique:

@@ -62,8 +62,21 @@ def reflectance(dn, nodata, add, scale, offset):  # type: ignore[no-untyped-def]
     return np.float32((dn + add) * scale + offset)
 
 
-def _invalid(layer: np.ndarray, spec: MaskSpec) -> np.ndarray:
-    return spec.invalid(layer)
+def _band_block(dn, nodata, add, scale, offset):  # type: ignore[no-untyped-def]
+    """One Dask block of one band: reflectance.
+
+    Dask tasks must reference the ufunc through this module-level function: a
+    Numba DUFunc put into a task graph is pickled by value and *recompiled* on
+    the worker for every task (seconds each on a distributed cluster).
+    """
+    return reflectance(dn, nodata, add, scale, offset)
+
+
+def _masked_band_block(dn, layer, nodata, add, scale, offset, spec):  # type: ignore[no-untyped-def]
+    """One Dask block of one band: reflectance and the quality mask in one task."""
+    out = reflectance(dn, nodata, add, scale, offset)
+    out[np.broadcast_to(spec.invalid(layer), out.shape)] = np.nan
+    return out
 
 
 def normalize(
@@ -123,23 +136,10 @@ def normalize(
         scales.append(rad.scale)
         offsets.append(rad.offset)
         notes.add(rad.note)
-    time = raw["time"]
-    p_add = xr.DataArray(np.array(adds, dtype=np.float64), dims="time", coords={"time": time})
-    p_scale = xr.DataArray(np.array(scales, dtype=np.float64), dims="time", coords={"time": time})
-    p_off = xr.DataArray(np.array(offsets, dtype=np.float64), dims="time", coords={"time": time})
     nodata = float(sensors[0].nodata)
 
-    invalid = None
-    if mask is not None and mask_band is not None:
-        invalid = xr.apply_ufunc(
-            _invalid,
-            raw[mask_band],
-            kwargs={"spec": mask},
-            dask="parallelized",
-            output_dtypes=[bool],
-        )
-
-    hls: dict[str, tuple[xr.DataArray, xr.DataArray]] = {}
+    use_mask = mask is not None and mask_band is not None
+    hls: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if harmonize:
         coeffs = [s.harmonization(it) for it, s in zip(items, sensors, strict=True)]
         if any(c is None for c in coeffs):
@@ -147,30 +147,30 @@ def normalize(
             raise ValueError(f"harmonize=True: no bandpass adjustment defined for {', '.join(fams)}")
         for b in bands:
             if all(b in c for c in coeffs):  # type: ignore[operator]
-                slope = [c[b][0] for c in coeffs]  # type: ignore[index]
-                icpt = [c[b][1] for c in coeffs]  # type: ignore[index]
                 hls[b] = (
-                    xr.DataArray(np.array(slope), dims="time", coords={"time": time}),
-                    xr.DataArray(np.array(icpt), dims="time", coords={"time": time}),
+                    np.array([c[b][0] for c in coeffs]),  # type: ignore[index]
+                    np.array([c[b][1] for c in coeffs]),  # type: ignore[index]
                 )
 
+    def per_time(values: np.ndarray) -> xr.DataArray:
+        return xr.DataArray(np.asarray(values, dtype=np.float64), dims="time", coords={"time": raw["time"]})
+
+    add = per_time(np.array(adds))
     out = {}
     for b in bands:
-        arr = xr.apply_ufunc(
-            reflectance,
-            raw[b],
-            nodata,
-            p_add,
-            p_scale,
-            p_off,
-            dask="parallelized",
-            output_dtypes=[np.float32],
-        )
+        scale, offset = np.array(scales), np.array(offsets)
         if b in hls:
+            # slope·((DN + add)·scale + offset) + intercept, folded into the same affine map
             slope, icpt = hls[b]
-            arr = (arr * slope.astype(np.float32) + icpt.astype(np.float32)).astype(np.float32)
-        if invalid is not None:
-            arr = arr.where(~invalid)
+            scale, offset = scale * slope, offset * slope + icpt
+        params = (nodata, add, per_time(scale), per_time(offset))
+        if use_mask:
+            arr = xr.apply_ufunc(
+                _masked_band_block, raw[b], raw[mask_band], *params, kwargs={"spec": mask},
+                dask="parallelized", output_dtypes=[np.float32],
+            )
+        else:
+            arr = xr.apply_ufunc(_band_block, raw[b], *params, dask="parallelized", output_dtypes=[np.float32])
         arr.attrs = {
             "long_name": f"{b} reflectance",
             "units": "1",
@@ -180,7 +180,7 @@ def normalize(
     cube = xr.Dataset(out, coords={k: v for k, v in raw.coords.items()}, attrs=dict(raw.attrs))
     provenance: dict[str, Any] = {
         "radiometry": sorted(notes),
-        "mask": mask.describe() if (mask is not None and mask_band is not None) else "none",
+        "mask": mask.describe() if use_mask else "none",
         "harmonization": (
             "HLS v2 bandpass MSI->OLI on " + ",".join(sorted(hls)) if hls else "none"
         ),
