@@ -14,6 +14,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import odc.geo.xr  # noqa: E402,F401 - registers the .odc accessor on results
+import rioxarray  # noqa: E402,F401 - registers the .rio accessor on results
+
 from .classes import CLASSES, COLORS  # noqa: E402
 from .load import AssetError, load  # noqa: E402
 from .sensors import MaskSpec, SensorError, UnknownBandError  # noqa: E402

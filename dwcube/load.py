@@ -534,19 +534,15 @@ def _load_odc(
     import odc.stac
 
     odc.stac.configure_rio(cloud_defaults=True, **env)
-    res = {n: resampling for n in names}
+    common = dict(geobox=geobox, chunks=dict(chunks), groupby="id",
+                  fail_on_error=(on_error == "raise"), preserve_original_order=True)
+    spectral = [n for n in names if n != mask_name]
+    raw = odc.stac.load(items, bands=spectral, resampling=resampling, **common)
     if mask_name:
-        res[mask_name] = "nearest"
-    raw = odc.stac.load(
-        items,
-        bands=list(names),
-        geobox=geobox,
-        chunks=dict(chunks),
-        groupby="id",
-        resampling=res,
-        fail_on_error=(on_error == "raise"),
-        preserve_original_order=True,
-    )
+        # A categorical layer is sampled at full resolution: COG overviews were built by
+        # someone else's rule and would shift which source pixel "nearest" picks.
+        qa = odc.stac.load(items, bands=[mask_name], resampling="nearest", use_overviews=False, **common)
+        raw[mask_name] = qa[mask_name]
     return _check_order(raw, items)
 
 
