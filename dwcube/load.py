@@ -235,18 +235,19 @@ def load(
     else:
         raw = _load_stackstac(canon, var_names, mask_name, geobox, chunk_xy, resampling, on_error, env)
 
+    members = date_groups(items, groupby)
     cube, prov = normalize(
         raw,
         items,
         sensors,
         band_names,
+        groups=members,
         mask_band=mask_name,
         mask=mask_spec,
         harmonize=harmonize,
         baseline_offset=baseline_offset,
     )
-    cube = _attach_item_coords(cube, items, sensors)
-    cube = group_dates(cube, items, groupby)
+    cube = _attach_date_coords(cube, items, sensors, members)
     cube.attrs = {
         "title": "dwcube reflectance cube",
         "sensor": ",".join(sorted({s.name for s in sensors})),
@@ -631,19 +632,28 @@ def _loader_version(loader: str) -> str:
 # -- dates ----------------------------------------------------------------------------------------
 
 
-def _attach_item_coords(cube: xr.Dataset, items: Sequence[pystac.Item], sensors: Sequence[Sensor]) -> xr.Dataset:
+def _attach_date_coords(
+    cube: xr.Dataset, items: Sequence[pystac.Item], sensors: Sequence[Sensor], groups: Sequence[Sequence[int]]
+) -> xr.Dataset:
+    """Per-date coordinates: those of each date's earliest item, ``item_id`` listing all of
+    them (comma-separated) and ``cloud_cover`` their mean."""
     rows = [s.item_coords(it) for it, s in zip(items, sensors, strict=True)]
     keys = list(dict.fromkeys(k for r in rows for k in r))
+    firsts = [rows[g[0]] for g in groups]
     coords: dict[str, Any] = {
-        "item_id": ("time", np.array([it.id for it in items], dtype=object)),
-        "collection": ("time", np.array([it.collection_id or "" for it in items], dtype=object)),
+        "item_id": ("time", np.array([",".join(items[i].id for i in g) for g in groups], dtype=object)),
+        "collection": ("time", np.array([items[g[0]].collection_id or "" for g in groups], dtype=object)),
     }
     for k in keys:
-        vals = [r.get(k) for r in rows]
+        vals = [r.get(k) for r in firsts]
         if all(isinstance(v, float) for v in vals if v is not None):
+            if k == "cloud_cover":
+                vals = [float(np.nanmean([rows[i][k] for i in g])) if any(np.isfinite(rows[i][k]) for i in g)
+                        else np.nan for g in groups]
             coords[k] = ("time", np.array([np.nan if v is None else v for v in vals], dtype=np.float64))
         else:
-            coords[k] = ("time", np.array(["" if v is None else str(v).lower() if k == "platform" else str(v) for v in vals], dtype=object))
+            coords[k] = ("time", np.array(["" if v is None else str(v).lower() if k == "platform" else str(v)
+                                           for v in vals], dtype=object))
     return cube.assign_coords(coords)
 
 
@@ -661,20 +671,16 @@ def solar_day(item: pystac.Item) -> dt.date:
     return (t.astimezone(dt.timezone.utc) + dt.timedelta(hours=lon / 15.0)).date()
 
 
-def group_dates(cube: xr.Dataset, items: Sequence[pystac.Item], groupby: Groupby) -> xr.Dataset:
-    """Merge the time steps of one date into one, taking the first valid value per pixel.
-
-    ``cube.time[i]`` must come from ``items[i]`` (sorted by time). The merged
-    step keeps the time and the per-date coordinates of its earliest item;
-    ``item_id`` lists every item of the group, comma-separated, and
-    ``cloud_cover`` is their mean.
+def date_groups(items: Sequence[pystac.Item], groupby: Groupby) -> list[list[int]]:
+    """Indices of the items that make each output date, in time order.
 
     Examples
     --------
-    >>> daily = group_dates(cube, items, "solar_day")  # doctest: +SKIP
+    >>> date_groups(items, "solar_day")  # doctest: +SKIP
+    [[0, 1], [2]]
     """
     if groupby is None or groupby == "id":
-        return cube
+        return [[i] for i in range(len(items))]
     if groupby == "solar_day":
         keys: list[Hashable] = [solar_day(it) for it in items]
     elif groupby == "time":
@@ -686,25 +692,4 @@ def group_dates(cube: xr.Dataset, items: Sequence[pystac.Item], groupby: Groupby
     groups: dict[Hashable, list[int]] = {}
     for i, k in enumerate(keys):
         groups.setdefault(k, []).append(i)
-    members = list(groups.values())
-    if all(len(m) == 1 for m in members):
-        return cube
-    depth = max(len(m) for m in members)
-    firsts = [m[0] for m in members]
-    out = cube.isel(time=firsts)
-    data_vars = list(cube.data_vars)
-    for k in range(1, depth):
-        # k-th member of each group (or its last one again, which changes nothing)
-        idx = [m[min(k, len(m) - 1)] for m in members]
-        nxt = cube[data_vars].isel(time=idx)
-        for v in data_vars:
-            out[v] = out[v].fillna(nxt[v].data)
-    out = out.assign_coords(
-        item_id=("time", np.array([",".join(str(cube.item_id.values[i]) for i in m) for m in members], dtype=object))
-    )
-    if "cloud_cover" in cube.coords:
-        cc = cube.cloud_cover.values
-        out = out.assign_coords(
-            cloud_cover=("time", np.array([np.nanmean(cc[m]) if np.isfinite(cc[m]).any() else np.nan for m in members]))
-        )
-    return out
+    return list(groups.values())

@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import functools
+
+import dask.base
 import numba
 import numpy as np
 import pystac
@@ -62,20 +65,31 @@ def reflectance(dn, nodata, add, scale, offset):  # type: ignore[no-untyped-def]
     return np.float32((dn + add) * scale + offset)
 
 
-def _band_block(dn, nodata, add, scale, offset):  # type: ignore[no-untyped-def]
-    """One Dask block of one band: reflectance.
+def _date_block(*blocks, nodata, spec, params):  # type: ignore[no-untyped-def]
+    """One output block ``(1, y, x)`` of one band for one date.
 
-    Dask tasks must reference the ufunc through this module-level function: a
-    Numba DUFunc put into a task graph is pickled by value and *recompiled* on
-    the worker for every task (seconds each on a distributed cluster).
+    ``blocks`` are the ``(1, y, x)`` DN blocks of the date's ``k`` items, then
+    (when masking) their ``k`` quality-layer blocks; ``params`` holds each item's
+    ``(add, scale, offset)``.  Each item is scaled and masked, and the first
+    valid value per pixel wins (items are in time order).
+
+    Dask tasks reach the ufunc through this module-level function: a Numba
+    DUFunc put into a task graph is pickled by value and *recompiled* on the
+    worker for every task (seconds each on a distributed cluster).
     """
-    return reflectance(dn, nodata, add, scale, offset)
-
-
-def _masked_band_block(dn, layer, nodata, add, scale, offset, spec):  # type: ignore[no-untyped-def]
-    """One Dask block of one band: reflectance and the quality mask in one task."""
-    out = reflectance(dn, nodata, add, scale, offset)
-    out[np.broadcast_to(spec.invalid(layer), out.shape)] = np.nan
+    k = len(params)
+    out = None
+    for i, (add, scale, offset) in enumerate(params):
+        r = reflectance(blocks[i], nodata, add, scale, offset)
+        if len(blocks) > k:
+            r[spec.invalid(blocks[k + i])] = np.nan
+        if out is None:
+            out = r
+        else:
+            hole = np.isnan(out)
+            out[hole] = r[hole]
+        if i + 1 < k and not np.isnan(out).any():
+            break
     return out
 
 
@@ -85,22 +99,29 @@ def normalize(
     sensors: Sequence[Sensor],
     bands: Sequence[str],
     *,
+    groups: Sequence[Sequence[int]] | None = None,
     mask_band: str | None = None,
     mask: MaskSpec | None = None,
     harmonize: bool = False,
     baseline_offset: str = "auto",
 ) -> tuple[xr.Dataset, dict[str, Any]]:
-    """Turn a raw DN cube, one time step per item, into reflectance.
+    """Turn a raw DN cube, one time step per item, into reflectance (optionally merged per date).
 
     Parameters
     ----------
     raw
-        Dataset with dims ``(time, y, x)``, one DN variable per entry of
-        ``bands`` (and ``mask_band`` if given), ``time[i]`` coming from ``items[i]``.
+        Dask-backed dataset with dims ``(time, y, x)`` and one time chunk per
+        step, one DN variable per entry of ``bands`` (and ``mask_band`` if given),
+        ``time[i]`` coming from ``items[i]``.
     items, sensors
         The STAC item and its sensor for every time step, same length as ``raw.time``.
     bands
         Common band names to convert.
+    groups
+        Item indices that make each output date, in output order (see
+        :func:`dwcube.load.date_groups`); within a date the first valid value
+        per pixel wins, after each item is scaled and masked.  Default: one date
+        per item.
     mask_band
         Name of the quality-layer variable in ``raw``; dropped from the result.
     mask
@@ -109,37 +130,38 @@ def normalize(
         Apply the HLS bandpass adjustment (Sentinel-2 → Landsat-like) to the
         bands it covers.
     baseline_offset
-        Sentinel-2 only: ``"auto"`` (the item's baseline and the catalogue's
-        offset-applied flag decide), ``"apply"`` (apply −1000 DN for baseline
-        ≥ 04.00 even when the catalogue says it already did) or ``"skip"``.
+        Sentinel-2 only: ``"auto"``, ``"apply"`` or ``"skip"`` (see
+        :func:`dwcube.sensors.sentinel2.baseline_offset_dn`).
 
     Returns
     -------
     (cube, provenance)
-        ``cube``: float32 reflectance, NaN for no data and masked pixels, lazy
-        when ``raw`` is. ``provenance``: notes for ``attrs``.
+        ``cube``: float32 reflectance ``(time, y, x)``, one step per group, NaN
+        for no data and masked pixels, lazy, exactly one task per output block
+        and band. Coordinates other than ``y``, ``x`` and ``spatial_ref`` are
+        left to the caller. ``provenance``: notes for ``attrs``.
 
     Examples
     --------
-    >>> cube, notes = normalize(raw, items, sensors, ["red", "nir"], mask_band="scl",
-    ...                         mask=SCL_DEFAULT_MASK)  # doctest: +SKIP
+    >>> cube, notes = normalize(raw, items, sensors, ["red", "nir"], groups=[[0, 1], [2]],
+    ...                         mask_band="scl", mask=SCL_DEFAULT_MASK)  # doctest: +SKIP
     """
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+
     if raw.sizes.get("time", 0) != len(items) or len(items) != len(sensors):
         raise ValueError(
             f"raw cube has {raw.sizes.get('time', 0)} time steps but {len(items)} items "
             f"and {len(sensors)} sensors were given"
         )
-    adds, scales, offsets, notes = [], [], [], set()
-    for item, sensor in zip(items, sensors, strict=True):
-        rad = sensor.radiometry(item, baseline_offset)
-        adds.append(rad.add)
-        scales.append(rad.scale)
-        offsets.append(rad.offset)
-        notes.add(rad.note)
+    groups = [list(g) for g in (groups if groups is not None else [[i] for i in range(len(items))])]
+    if sorted(i for g in groups for i in g) != list(range(len(items))) or any(not g for g in groups):
+        raise ValueError("groups must use every item index exactly once, in non-empty groups")
+    rads = [s.radiometry(it, baseline_offset) for it, s in zip(items, sensors, strict=True)]
     nodata = float(sensors[0].nodata)
-
     use_mask = mask is not None and mask_band is not None
-    hls: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    hls: dict[str, list[tuple[float, float]]] = {}
     if harmonize:
         coeffs = [s.harmonization(it) for it, s in zip(items, sensors, strict=True)]
         if any(c is None for c in coeffs):
@@ -147,42 +169,52 @@ def normalize(
             raise ValueError(f"harmonize=True: no bandpass adjustment defined for {', '.join(fams)}")
         for b in bands:
             if all(b in c for c in coeffs):  # type: ignore[operator]
-                hls[b] = (
-                    np.array([c[b][0] for c in coeffs]),  # type: ignore[index]
-                    np.array([c[b][1] for c in coeffs]),  # type: ignore[index]
-                )
+                hls[b] = [c[b] for c in coeffs]  # type: ignore[index]
 
-    def per_time(values: np.ndarray) -> xr.DataArray:
-        return xr.DataArray(np.asarray(values, dtype=np.float64), dims="time", coords={"time": raw["time"]})
+    def as_steps(name: str) -> da.Array:
+        arr = da.asarray(raw[name].data)
+        if len(raw[name].dims) != 3 or raw[name].dims[0] != "time":
+            raise ValueError(f"{name}: expected dims (time, y, x), got {raw[name].dims}")
+        return arr if all(c == 1 for c in arr.chunks[0]) else arr.rechunk({0: 1})
 
-    add = per_time(np.array(adds))
+    layer = as_steps(mask_band) if use_mask else None
     out = {}
     for b in bands:
-        scale, offset = np.array(scales), np.array(offsets)
-        if b in hls:
-            # slope·((DN + add)·scale + offset) + intercept, folded into the same affine map
-            slope, icpt = hls[b]
-            scale, offset = scale * slope, offset * slope + icpt
-        params = (nodata, add, per_time(scale), per_time(offset))
-        if use_mask:
-            arr = xr.apply_ufunc(
-                _masked_band_block, raw[b], raw[mask_band], *params, kwargs={"spec": mask},
-                dask="parallelized", output_dtypes=[np.float32],
-            )
-        else:
-            arr = xr.apply_ufunc(_band_block, raw[b], *params, dask="parallelized", output_dtypes=[np.float32])
-        arr.attrs = {
-            "long_name": f"{b} reflectance",
-            "units": "1",
-            "nodata": float("nan"),
-        }
-        out[b] = arr
-    cube = xr.Dataset(out, coords={k: v for k, v in raw.coords.items()}, attrs=dict(raw.attrs))
+        dn = as_steps(b)
+        params = []
+        for i, r in enumerate(rads):
+            scale, offset = r.scale, r.offset
+            if b in hls:
+                # slope·((DN + add)·scale + offset) + intercept: the same affine map
+                slope, icpt = hls[b][i]
+                scale, offset = scale * slope, offset * slope + icpt
+            params.append((float(r.add), float(scale), float(offset)))
+        name = f"reflectance-{b}-" + dask.base.tokenize(dn.name, layer.name if layer is not None else None,
+                                                     params, groups, mask, nodata)
+        ny, nx = len(dn.chunks[1]), len(dn.chunks[2])
+        graph: dict[Any, Any] = {}
+        for g, members in enumerate(groups):
+            func = functools.partial(_date_block, nodata=nodata, spec=mask,
+                                     params=tuple(params[i] for i in members))
+            for iy in range(ny):
+                for ix in range(nx):
+                    args = [(dn.name, i, iy, ix) for i in members]
+                    if layer is not None:
+                        args += [(layer.name, i, iy, ix) for i in members]
+                    graph[(name, g, iy, ix)] = (func, *args)
+        deps = [dn] + ([layer] if layer is not None else [])
+        hlg = HighLevelGraph.from_collections(name, graph, dependencies=deps)
+        data = da.Array(hlg, name, chunks=((1,) * len(groups), dn.chunks[1], dn.chunks[2]), dtype=np.float32)
+        out[b] = xr.DataArray(
+            data, dims=raw[b].dims,
+            attrs={"long_name": f"{b} reflectance", "units": "1", "nodata": float("nan")},
+        )
+    keep = {k: v for k, v in raw.coords.items() if "time" not in v.dims}
+    times = raw["time"].values[[g[0] for g in groups]]
+    cube = xr.Dataset(out, coords={**keep, "time": times}, attrs=dict(raw.attrs))
     provenance: dict[str, Any] = {
-        "radiometry": sorted(notes),
+        "radiometry": sorted({r.note for r in rads}),
         "mask": mask.describe() if use_mask else "none",
-        "harmonization": (
-            "HLS v2 bandpass MSI->OLI on " + ",".join(sorted(hls)) if hls else "none"
-        ),
+        "harmonization": "HLS v2 bandpass MSI->OLI on " + ",".join(sorted(hls)) if hls else "none",
     }
     return cube, provenance
