@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
 import logging
 import math
 import os
@@ -72,7 +71,6 @@ DEFAULT_GDAL_ENV: dict[str, Any] = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     "GDAL_HTTP_TIMEOUT": 60,
-    "CPL_VSIL_CURL_USE_HEAD": "NO",
 }
 
 Groupby = Literal["solar_day", "time", "id"] | Callable[[pystac.Item], Hashable] | None
@@ -216,6 +214,7 @@ def load(
         )
     band_names = _resolve_band_names(bands, sensors, items)
     mask_spec, mask_name = _resolve_mask(mask, sensors[0])
+    members = date_groups(items, groupby)
 
     failures: list[str] = []
     canon = [
@@ -235,7 +234,6 @@ def load(
     else:
         raw = _load_stackstac(canon, var_names, mask_name, geobox, chunk_xy, resampling, on_error, env)
 
-    members = date_groups(items, groupby)
     cube, prov = normalize(
         raw,
         items,

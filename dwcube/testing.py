@@ -50,6 +50,7 @@ __all__ = [
     "t29unu_items",
     "shared_dir",
     "serve_directory",
+    "serve_directory_process",
     "RangeRequestHandler",
     "ServerStats",
     "stac_api",
@@ -496,6 +497,12 @@ class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
         pass
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # a client (GDAL) closed a kept-alive connection: normal, not an error
+
     def _count(self) -> bool:
         with self.stats.lock:
             self.stats.requests += 1
@@ -622,6 +629,42 @@ def serve_directory(root: str | os.PathLike[str], *, fail_every: int = 0) -> Ite
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _serve_forever(root: str, fail_every: int, conn: Any) -> None:  # pragma: no cover - child process
+    with serve_directory(root, fail_every=fail_every) as (url, _):
+        conn.send(url)
+        conn.recv()  # block until the parent says stop
+
+
+@contextlib.contextmanager
+def serve_directory_process(root: str | os.PathLike[str], *, fail_every: int = 0) -> Iterator[str]:
+    """Like :func:`serve_directory`, but in a separate process (for benchmarks: the server
+    then does not compete for the measuring process's GIL). Yields the base URL.
+
+    Examples
+    --------
+    >>> with serve_directory_process("cogs") as url:  # doctest: +SKIP
+    ...     rasterio.open(url + "/B04.tif")
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve_forever, args=(str(root), fail_every, child), daemon=True)
+    proc.start()
+    try:
+        if not parent.poll(60):
+            raise RuntimeError("the HTTP server process did not start within 60 s")
+        yield parent.recv()
+    finally:
+        try:
+            parent.send("stop")
+        except OSError:  # pragma: no cover
+            pass
+        proc.join(10)
+        if proc.is_alive():  # pragma: no cover
+            proc.kill()
 
 
 # -- STAC API (rustac serve) --------------------------------------------------------------------

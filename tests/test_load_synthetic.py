@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pystac
 import pytest
 import xarray as xr
 

@@ -10,7 +10,7 @@ here reads pixels: all of it maps over Dask blocks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import functools
