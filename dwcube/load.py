@@ -34,6 +34,7 @@ import logging
 import math
 import os
 from collections import Counter
+from dataclasses import dataclass
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
@@ -59,7 +60,7 @@ from .sensors import (
 )
 from .stac import CatalogLike, search
 
-__all__ = ["load", "output_grid", "AssetError", "DEFAULT_GDAL_ENV"]
+__all__ = ["load", "output_grid", "date_groups", "solar_day", "ReadPlan", "AssetError", "DEFAULT_GDAL_ENV"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,45 @@ OnError = Literal["raise", "nan"]
 
 class AssetError(RuntimeError):
     """A band's asset is missing from an item or cannot be read."""
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What a loader backend reads: items whose assets are named by band, onto one grid.
+
+    Parameters
+    ----------
+    items
+        Items whose assets are exactly the wanted bands, keyed by common name.
+    names
+        Variables to load (spectral bands, then the quality layer if any).
+    mask_name
+        The quality-layer variable (always read with ``nearest``), or ``None``.
+    geobox
+        The output grid.
+    chunks
+        Pixels per chunk, ``{"y": ..., "x": ...}``.
+    resampling
+        Resampling of the spectral bands.
+    on_error
+        ``"raise"`` or ``"nan"`` (see :func:`load`).
+    env
+        GDAL options for every read.
+    """
+
+    items: Sequence[pystac.Item]
+    names: Sequence[str]
+    mask_name: str | None
+    geobox: GeoBox
+    chunks: Mapping[str, int]
+    resampling: str
+    on_error: OnError
+    env: Mapping[str, Any]
+
+    @property
+    def spectral(self) -> list[str]:
+        """The names other than the quality layer."""
+        return [n for n in self.names if n != self.mask_name]
 
 
 def load(
@@ -229,10 +269,8 @@ def load(
     )
     chunk_xy = _chunks(chunks)
     var_names = band_names + ([mask_name] if mask_name else [])
-    if loader == "odc-stac":
-        raw = _load_odc(canon, var_names, mask_name, geobox, chunk_xy, resampling, on_error, env)
-    else:
-        raw = _load_stackstac(canon, var_names, mask_name, geobox, chunk_xy, resampling, on_error, env)
+    plan = ReadPlan(canon, var_names, mask_name, geobox, chunk_xy, resampling, on_error, env)
+    raw = _load_odc(plan) if loader == "odc-stac" else _load_stackstac(plan)
 
     cube, prov = normalize(
         raw,
@@ -520,57 +558,39 @@ def _chunks(chunks: int | Mapping[str, int] | None) -> dict[str, int]:
 # -- loaders ------------------------------------------------------------------------------------
 
 
-def _load_odc(
-    items: Sequence[pystac.Item],
-    names: Sequence[str],
-    mask_name: str | None,
-    geobox: GeoBox,
-    chunks: Mapping[str, int],
-    resampling: str,
-    on_error: OnError,
-    env: Mapping[str, Any],
-) -> xr.Dataset:
+def _load_odc(plan: ReadPlan) -> xr.Dataset:
     import odc.stac
 
-    odc.stac.configure_rio(cloud_defaults=True, **env)
-    common = dict(geobox=geobox, chunks=dict(chunks), groupby="id",
-                  fail_on_error=(on_error == "raise"), preserve_original_order=True)
-    spectral = [n for n in names if n != mask_name]
-    raw = odc.stac.load(items, bands=spectral, resampling=resampling, **common)
-    if mask_name:
+    odc.stac.configure_rio(cloud_defaults=True, **plan.env)
+    common = dict(geobox=plan.geobox, chunks=dict(plan.chunks), groupby="id",
+                  fail_on_error=(plan.on_error == "raise"), preserve_original_order=True)
+    raw = odc.stac.load(plan.items, bands=plan.spectral, resampling=plan.resampling, **common)
+    if plan.mask_name:
         # A categorical layer is sampled at full resolution: COG overviews were built by
         # someone else's rule and would shift which source pixel "nearest" picks.
-        qa = odc.stac.load(items, bands=[mask_name], resampling="nearest", use_overviews=False, **common)
-        raw[mask_name] = qa[mask_name]
-    return _check_order(raw, items)
+        qa = odc.stac.load(plan.items, bands=[plan.mask_name], resampling="nearest", use_overviews=False, **common)
+        raw[plan.mask_name] = qa[plan.mask_name]
+    return _check_order(raw, plan.items)
 
 
-def _load_stackstac(
-    items: Sequence[pystac.Item],
-    names: Sequence[str],
-    mask_name: str | None,
-    geobox: GeoBox,
-    chunks: Mapping[str, int],
-    resampling: str,
-    on_error: OnError,
-    env: Mapping[str, Any],
-) -> xr.Dataset:
+def _load_stackstac(plan: ReadPlan) -> xr.Dataset:
     import rasterio.enums
     import stackstac
 
+    geobox, chunks = plan.geobox, plan.chunks
     epsg = geobox.crs.epsg
     if epsg is None:
         raise ValueError(f"the stackstac loader needs an EPSG CRS, got {geobox.crs}")
-    gdal_env = stackstac.DEFAULT_GDAL_ENV.updated(always=dict(env))
+    gdal_env = stackstac.DEFAULT_GDAL_ENV.updated(always=dict(plan.env))
     bounds = geobox.boundingbox
     res = abs(geobox.resolution.x)
     errors_as_nodata: tuple[Exception, ...] = (
-        () if on_error == "raise" else (Exception(),)  # stackstac matches by type and message
+        () if plan.on_error == "raise" else (Exception(),)  # stackstac matches by type and message
     )
 
     def stack(assets: list[str], method: str) -> xr.DataArray:
         return stackstac.stack(
-            [it.to_dict() for it in items],
+            [it.to_dict() for it in plan.items],
             assets=assets,
             epsg=epsg,
             resolution=res,
@@ -589,13 +609,12 @@ def _load_stackstac(
             errors_as_nodata=errors_as_nodata,
         )
 
-    spectral = [n for n in names if n != mask_name]
-    parts = [stack(spectral, resampling)]
-    if mask_name:
-        parts.append(stack([mask_name], "nearest"))
+    parts = [stack(plan.spectral, plan.resampling)]
+    if plan.mask_name:
+        parts.append(stack([plan.mask_name], "nearest"))
     ds = xr.concat(parts, dim="band").to_dataset(dim="band")
     ds = ds.drop_vars([c for c in ds.coords if c not in ("time", "x", "y")])
-    ds = ds.assign_coords(time=[np.datetime64(_naive(it.datetime), "ns") for it in items])
+    ds = ds.assign_coords(time=[np.datetime64(_naive(it.datetime), "ns") for it in plan.items])
     from odc.geo.xr import assign_crs
 
     ds = assign_crs(ds, geobox.crs)

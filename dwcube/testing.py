@@ -156,11 +156,13 @@ def _proj_fields(info: RasterInfo) -> dict[str, Any]:
 
 # -- items ------------------------------------------------------------------------------------
 
-_S2_BAND_IDS = {
-    "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05",
-    "rededge2": "B06", "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09",
-    "cirrus": "B10", "swir16": "B11", "swir22": "B12", "scl": "SCL",
-}
+def _s2_band_ids() -> dict[str, str]:
+    from .sensors import SENTINEL2_L1C, SENTINEL2_L2A
+
+    return {
+        **{n: spec.band_id for n, spec in SENTINEL2_L1C.bands.items()},
+        "scl": SENTINEL2_L2A.mask_band.band_id,  # type: ignore[union-attr]
+    }
 
 
 def sentinel2_item(
@@ -252,13 +254,13 @@ def sentinel2_item(
         ],
     )
     for name, info in assets.items():
-        key = name if es else _S2_BAND_IDS[name]
+        key = name if es else _s2_band_ids()[name]
         band: dict[str, Any] = {"nodata": 0, "data_type": info.dtype}
         if name != "scl" and es and publish_scale_offset:
             band.update({"scale": 0.0001, "offset": -0.1})
         extra = {**_proj_fields(info), "raster:bands": [band]}
         if name != "scl":
-            extra["eo:bands"] = [{"name": _S2_BAND_IDS[name], "common_name": name}]
+            extra["eo:bands"] = [{"name": _s2_band_ids()[name], "common_name": name}]
         item.add_asset(
             key,
             pystac.Asset(
@@ -269,10 +271,6 @@ def sentinel2_item(
             ),
         )
     return item
-
-
-_OLI = {"coastal": 1, "blue": 2, "green": 3, "red": 4, "nir08": 5, "swir16": 6, "swir22": 7}
-_TM = {"blue": 1, "green": 2, "red": 3, "nir08": 4, "swir16": 5, "swir22": 7}
 
 
 def landsat_item(
@@ -298,8 +296,10 @@ def landsat_item(
     >>> item = landsat_item("LC08_L2SP_190028_20220601_02_T1", t, {"red": info, "qa_pixel": qa},
     ...                     base_url=url, root=tmp)  # doctest: +SKIP
     """
+    from .sensors import LANDSAT_OLI, LANDSAT_TM
+
     number = int(platform[-1])
-    table = _OLI if number in (8, 9) else _TM
+    sensor = LANDSAT_OLI if number in (8, 9) else LANDSAT_TM
     geometry, bbox = _footprint_lonlat(list(assets.values()))
     first = next(iter(assets.values()))
     props: dict[str, Any] = {
@@ -317,7 +317,7 @@ def landsat_item(
                        collection="landsat-c2-l2")
     for name, info in assets.items():
         if layout == "usgs":
-            key = "QA_PIXEL" if name == "qa_pixel" else f"SR_B{table[name]}"
+            key = "QA_PIXEL" if name == "qa_pixel" else sensor.bands[name].band_id
         else:
             key = name
         band: dict[str, Any] = {"data_type": info.dtype}
@@ -393,10 +393,8 @@ def read_s2_product_metadata(product_xml: str | os.PathLike[str], tile_xml: str 
     return out
 
 
-T29UNU_BANDS = {
-    "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05",
-    "rededge2": "B06", "rededge3": "B07", "nir08": "B8A", "nir09": "B09", "swir16": "B11", "swir22": "B12",
-}
+#: The 60 m bands of the T29UNU sample (no B08 nor B10 at 60 m), by common name.
+T29UNU_BANDS = {n: b for n, b in _s2_band_ids().items() if n not in ("nir", "cirrus", "scl")}
 
 
 def t29unu_cogs(product_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
