@@ -13,7 +13,6 @@ Run: ``python benchmarks/bench_graph.py`` (prints a Markdown table).
 from __future__ import annotations
 
 import datetime as dt
-import platform
 import statistics
 import time
 
@@ -23,6 +22,8 @@ import pystac
 
 import dwcube
 from dwcube import testing as T
+
+from _report import machine, print_table
 
 UTC = dt.timezone.utc
 
@@ -74,13 +75,8 @@ def main() -> None:
             "per item·chunk·band": opt / (len(items) * ny * nx * len(bands)),
             "odc-stac alone (optimised)": ref_opt, "ratio": opt / ref_opt, "build s": statistics.median(build),
         })
-    print(f"machine: {platform.node()} {platform.machine()} python {platform.python_version()}, "
-          f"dwcube {dwcube.__version__}, odc-stac {odc.stac.__version__}, dask {dask.__version__}\n")
-    keys = list(rows[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for r in rows:
-        print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+    print_table(f"{machine()}, dwcube {dwcube.__version__}, odc-stac {odc.stac.__version__}, "
+                f"dask {dask.__version__}", rows, digits=2)
 
 
 if __name__ == "__main__":

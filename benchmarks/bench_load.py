@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import platform
 import statistics
 import tempfile
 import time
@@ -39,6 +38,8 @@ from rasterio.windows import Window
 import dwcube
 from dwcube import testing as T
 from dwcube.load import DEFAULT_GDAL_ENV
+
+from _report import machine, print_table
 
 BANDS = ["blue", "red", "nir08", "swir16"]
 
@@ -126,14 +127,9 @@ def main() -> None:
                     "ratio dwcube/rasterio (median of runs)": statistics.median(ratios),
                 })
     src = "T29UNU (real, shared/)" if T.shared_dir() else "synthetic"
-    print(f"machine: {platform.node()} {platform.machine()} python {platform.python_version()}, "
-          f"dwcube {dwcube.__version__}, rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__}); "
-          f"data: {src}, 4 bands + SCL, 1830x1830 px, {args.repeats} runs\n")
-    keys = list(rows[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for r in rows:
-        print("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+    print_table(f"{machine()}, dwcube {dwcube.__version__}, rasterio {rasterio.__version__} "
+                f"(GDAL {rasterio.__gdal_version__}); data: {src}, 4 bands + SCL, 1830x1830 px, "
+                f"{args.repeats} runs", rows)
 
 
 if __name__ == "__main__":
