@@ -31,6 +31,7 @@ test-fast: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python benchmarks/bench_graph.py
+	$(BIN)/python benchmarks/bench_indices.py
 
 clean:
 	rm -rf $(VENV) dwcube-demo

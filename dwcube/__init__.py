@@ -6,6 +6,10 @@ load
     Search a STAC catalogue and return a lazy, normalised reflectance cube.
 search
     Find STAC items in an API, a local catalogue file, or a list of items.
+load_dem, model_inputs, InputSpec, Feature
+    Elevation on a cube's grid; a model's normalised input stack.
+ds.lulc
+    The accessor: ``ds.lulc.indices([...])``, ``.elevation(...)``, ``.model_inputs(...)``.
 CLASSES, COLORS
     The nine Dynamic World classes and their palette.
 """
@@ -17,7 +21,10 @@ __version__ = "0.1.0"
 import odc.geo.xr  # noqa: E402,F401 - registers the .odc accessor on results
 import rioxarray  # noqa: E402,F401 - registers the .rio accessor on results
 
+from . import accessor as _accessor  # noqa: E402,F401 - registers ds.lulc
 from .classes import CLASSES, COLORS  # noqa: E402
+from .elevation import load_dem  # noqa: E402
+from .inputs import Feature, InputSpec, model_inputs  # noqa: E402
 from .load import AssetError, load  # noqa: E402
 from .sensors import MaskSpec, SensorError, UnknownBandError  # noqa: E402
 from .stac import CatalogError, EmptySearchError, search  # noqa: E402
@@ -26,6 +33,10 @@ __all__ = [
     "__version__",
     "load",
     "search",
+    "load_dem",
+    "model_inputs",
+    "InputSpec",
+    "Feature",
     "CLASSES",
     "COLORS",
     "MaskSpec",

@@ -46,6 +46,7 @@ __all__ = [
     "RasterInfo",
     "sentinel2_item",
     "landsat_item",
+    "dem_item",
     "read_s2_product_metadata",
     "t29unu_items",
     "shared_dir",
@@ -327,6 +328,24 @@ def landsat_item(
             band.update({"nodata": 0, "scale": 2.75e-05, "offset": -0.2})
         item.add_asset(key, pystac.Asset(href=_href(info.path, root, base_url), media_type=pystac.MediaType.COG,
                                          roles=["data"], extra_fields={**_proj_fields(info), "raster:bands": [band]}))
+    return item
+
+
+def dem_item(item_id: str, info: RasterInfo, *, base_url: str, root: str | os.PathLike[str]) -> pystac.Item:
+    """A DEM tile item in the Copernicus DEM GLO-30 layout of the public catalogues
+    (collection ``cop-dem-glo-30``, one float32 asset ``data`` in metres).
+
+    Examples
+    --------
+    >>> item = dem_item("Copernicus_DSM_COG_10_N45_00_E014_00_DEM", info, base_url=url, root=tmp)  # doctest: +SKIP
+    """
+    geometry, bbox = _footprint_lonlat([info])
+    item = pystac.Item(item_id, geometry=geometry, bbox=bbox,
+                       datetime=dt.datetime(2021, 4, 22, tzinfo=dt.timezone.utc),
+                       properties={"proj:code": f"EPSG:{info.epsg}", "gsd": 30}, collection="cop-dem-glo-30")
+    item.add_asset("data", pystac.Asset(
+        href=_href(info.path, root, base_url), media_type=pystac.MediaType.COG, roles=["data"],
+        extra_fields={**_proj_fields(info), "raster:bands": [{"data_type": info.dtype, "unit": "metre"}]}))
     return item
 
 
