@@ -22,6 +22,10 @@ The output grid (documented rule, see :func:`output_grid`)
   Sentinel-2, 30 m for Landsat) when the CRS is in metres; a geographic CRS needs
   an explicit resolution.
 * extent: the bbox/geometry when given, else the union of the items' footprints;
+  (reprojecting to another CRS with odc-stac, GDAL's approximate transformer is
+  set up per chunk, so a handful of edge-of-pixel samples can differ between
+  chunkings; on the items' own CRS, and with ``loader="stackstac"``, results do
+  not depend on chunking);
   pixel edges are aligned to multiples of the resolution, so that tiles of the
   same CRS keep their native pixels (no resampling when grids coincide).
 """
@@ -58,7 +62,7 @@ from .sensors import (
     get_sensor,
     normalize,
 )
-from .stac import CatalogLike, search
+from .stac import CatalogLike, _item_time, search
 
 __all__ = ["load", "output_grid", "date_groups", "solar_day", "ReadPlan", "AssetError", "DEFAULT_GDAL_ENV"]
 
@@ -189,8 +193,9 @@ def load(
         Sentinel-2: ``"auto"`` (default), ``"apply"`` or ``"skip"``; see
         :func:`dwcube.sensors.sentinel2.baseline_offset_dn`.
     on_error
-        ``"raise"`` (default): a missing or unreadable asset raises
-        :class:`AssetError` (when loading, or when computing).  ``"nan"``: every
+        ``"raise"`` (default): an asset missing from an item raises
+        :class:`AssetError` when loading; an unreadable one (404, corrupt) raises
+        the reader's error (rasterio/GDAL) when computing.  ``"nan"``: every
         asset is checked when loading (its header is read), failed ones become NaN
         and are listed in ``attrs["failed_assets"]``.
     gdal_env
@@ -199,7 +204,8 @@ def load(
     Returns
     -------
     xarray.Dataset
-        Dims ``(time, y, x)``; one float32 variable per band, reflectance
+        Dims ``(time, y, x)`` (``latitude``/``longitude`` for a geographic CRS with
+        odc-stac); one float32 variable per band, reflectance
         (0–1 nominal), NaN for no data and masked pixels; ``spatial_ref``
         coordinate (CRS and transform, readable by odc-geo and rioxarray);
         per-date coordinates on ``time`` (``item_id``, ``collection``,
@@ -338,6 +344,10 @@ def _resolve_band_names(
 def _resolve_mask(mask: Any, sensor: Sensor) -> tuple[MaskSpec | None, str | None]:
     if mask is None or mask is False:
         return None, None
+    if not isinstance(mask, (str, bool, MaskSpec)):
+        mask = [int(v) for v in np.asarray(mask).ravel()]  # any sequence or array of ints
+    if isinstance(mask, str) and mask != "default":
+        raise ValueError(f"mask must be 'default', None, a MaskSpec or a list of ints, got {mask!r}")
     if sensor.mask_band is None:
         if mask in ("default", True):
             return None, None
@@ -400,7 +410,7 @@ def _canonical_item(
         id=item.id,
         geometry=item.geometry,
         bbox=item.bbox,
-        datetime=item.datetime,
+        datetime=_item_time(item),  # UTC, aware; start_datetime when there is no datetime
         properties=copy.deepcopy(item.properties),
         stac_extensions=list(item.stac_extensions),
         collection=item.collection_id,
@@ -548,7 +558,7 @@ def _chunks(chunks: int | Mapping[str, int] | None) -> dict[str, int]:
     if chunks is None:
         return {"y": 2048, "x": 2048}
     if isinstance(chunks, int):
-        return {"y": chunks, "x": chunks}
+        chunks = {"y": chunks, "x": chunks}
     out = {"y": int(chunks.get("y", 2048)), "x": int(chunks.get("x", 2048))}
     if out["y"] <= 0 or out["x"] <= 0:
         raise ValueError(f"chunks must be positive, got {dict(chunks)}")
@@ -614,7 +624,7 @@ def _load_stackstac(plan: ReadPlan) -> xr.Dataset:
         parts.append(stack([plan.mask_name], "nearest"))
     ds = xr.concat(parts, dim="band").to_dataset(dim="band")
     ds = ds.drop_vars([c for c in ds.coords if c not in ("time", "x", "y")])
-    ds = ds.assign_coords(time=[np.datetime64(_naive(it.datetime), "ns") for it in plan.items])
+    ds = ds.assign_coords(time=[np.datetime64(_naive(it), "ns") for it in plan.items])
     from odc.geo.xr import assign_crs
 
     ds = assign_crs(ds, geobox.crs)
@@ -623,13 +633,13 @@ def _load_stackstac(plan: ReadPlan) -> xr.Dataset:
     return ds
 
 
-def _naive(t: dt.datetime | None) -> dt.datetime:
-    assert t is not None
-    return t.astimezone(dt.timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+def _naive(item: pystac.Item) -> dt.datetime:
+    """The item's time as naive UTC (what the loaders put on ``time``)."""
+    return _item_time(item).astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
 def _check_order(raw: xr.Dataset, items: Sequence[pystac.Item]) -> xr.Dataset:
-    want = np.array([np.datetime64(_naive(it.datetime), "ns") for it in items])
+    want = np.array([np.datetime64(_naive(it), "ns") for it in items])
     got = raw["time"].values.astype("datetime64[ns]")
     if len(got) != len(want) or not np.array_equal(got, want):
         raise RuntimeError(
@@ -682,10 +692,18 @@ def solar_day(item: pystac.Item) -> dt.date:
     >>> solar_day(item)  # doctest: +SKIP
     datetime.date(2022, 10, 5)
     """
-    t = item.datetime or item.common_metadata.start_datetime
-    assert t is not None
-    lon = _footprint(item).centroid.x
-    return (t.astimezone(dt.timezone.utc) + dt.timedelta(hours=lon / 15.0)).date()
+    t = _item_time(item)  # aware UTC (naive times are read as UTC, never as local time)
+    return (t + dt.timedelta(hours=_mean_longitude(item) / 15.0)).date()
+
+
+def _mean_longitude(item: pystac.Item) -> float:
+    """Circular mean of the footprint's vertex longitudes: right for footprints split at ±180°."""
+    geom = _footprint(item)
+    parts = getattr(geom, "geoms", [geom])
+    lons = np.concatenate([np.asarray(p.exterior.coords)[:, 0] if hasattr(p, "exterior") else
+                           np.asarray(p.coords)[:, 0] for p in parts])
+    rad = np.radians(lons)
+    return float(np.degrees(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean())))
 
 
 def date_groups(items: Sequence[pystac.Item], groupby: Groupby) -> list[list[int]]:
@@ -701,7 +719,7 @@ def date_groups(items: Sequence[pystac.Item], groupby: Groupby) -> list[list[int
     if groupby == "solar_day":
         keys: list[Hashable] = [solar_day(it) for it in items]
     elif groupby == "time":
-        keys = [it.datetime for it in items]
+        keys = [_item_time(it) for it in items]
     elif callable(groupby):
         keys = [groupby(it) for it in items]
     else:

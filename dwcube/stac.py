@@ -93,7 +93,8 @@ def search(
         STAC API ``query`` extension: ``{"eo:cloud_cover": {"lt": 20}}`` or
         ``{"platform": "sentinel-2a"}``; applied locally for non-API sources.
     max_items
-        Stop after this many items.
+        At most this many items: for a STAC API, the first ones the API returns
+        (in its own order); for other sources, the earliest ones.
     headers
         HTTP headers for a STAC API (for example an authorisation token).
 
@@ -334,7 +335,8 @@ def _item_time(item: pystac.Item) -> dt.datetime:
     t = item.datetime or item.common_metadata.start_datetime
     if t is None:
         raise CatalogError(f"item {item.id!r} has neither datetime nor start_datetime")
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    # naive times are UTC (never the machine's zone); offsets are converted to UTC
+    return t.astimezone(dt.timezone.utc) if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 
 def _item_interval(item: pystac.Item) -> tuple[dt.datetime, dt.datetime]:

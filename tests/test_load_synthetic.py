@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pystac
 import pytest
 import xarray as xr
 
@@ -270,3 +271,67 @@ def test_zarr_round_trip_keeps_crs_and_coords(make_s2_tile, tmp_path: Path) -> N
     assert back.item_id.values.tolist() == ["A"] and back.processing_baseline.values.tolist() == ["04.00"]
     assert back.attrs["sensor"] == "sentinel-2-l2a" and back.attrs["radiometry"] == ["baseline 04.00: offset -1000 DN"]
     assert nan_equal(back.red.values, ds.red.values)
+
+
+# -- regressions found in review ---------------------------------------------------------------------
+
+
+def test_item_times_with_offsets_intervals_and_no_zone(make_s2_tile) -> None:
+    a, arr = make_s2_tile("A", T0)
+    b, _ = make_s2_tile("B", T0 + dt.timedelta(days=2), seed=2)
+    c, _ = make_s2_tile("C", T0 + dt.timedelta(days=4), seed=3)
+    # +02:00 offset (valid STAC), an interval-only item, and a naive time (read as UTC)
+    a.datetime = (T0 + dt.timedelta(hours=2)).replace(tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    b.datetime = None
+    b.common_metadata.start_datetime = T0 + dt.timedelta(days=2)
+    b.common_metadata.end_datetime = T0 + dt.timedelta(days=2, minutes=1)
+    c.datetime = (T0 + dt.timedelta(days=4)).replace(tzinfo=None)
+    for loader in ("odc-stac", "stackstac"):
+        ds = dwcube.load([c, b, a], bands=["red"], loader=loader)
+        assert [str(t)[:16] for t in ds.time.values] == ["2023-06-14T10:00", "2023-06-16T10:00", "2023-06-18T10:00"]
+        assert ds.item_id.values.tolist() == ["A", "B", "C"]
+        np.testing.assert_allclose(ds.red.values[0], (arr["red"] - 1000.0) / 10000, atol=1e-7)
+
+
+def test_solar_day_across_the_antimeridian_and_any_local_timezone(monkeypatch) -> None:
+    from dwcube.load import solar_day
+
+    t = dt.datetime(2022, 6, 1, 22, 30, tzinfo=UTC)
+    whole = pystac.Item("w", {"type": "Polygon", "coordinates": [[[178.9, 0], [179.9, 0], [179.9, 1], [178.9, 1], [178.9, 0]]]},
+                        [178.9, 0, 179.9, 1], t, {})
+    split = pystac.Item("s", {"type": "MultiPolygon", "coordinates": [
+        [[[179.5, 0], [180, 0], [180, 1], [179.5, 1], [179.5, 0]]],
+        [[[-180, 0], [-179.5, 0], [-179.5, 1], [-180, 1], [-180, 0]]]]}, [179.5, 0, -179.5, 1], t, {})
+    assert solar_day(whole) == solar_day(split) == dt.date(2022, 6, 2)
+    naive = pystac.Item("n", whole.geometry, whole.bbox, dt.datetime(2022, 6, 1, 10, 0), {})
+    monkeypatch.setenv("TZ", "America/New_York")
+    import time as _time
+
+    _time.tzset()
+    try:
+        assert solar_day(naive) == dt.date(2022, 6, 1)  # 10:00 UTC + 12 h -> still June 1st
+    finally:
+        monkeypatch.delenv("TZ")
+        _time.tzset()
+
+
+def test_mask_as_array_and_bad_chunks(make_s2_tile) -> None:
+    scl = np.full((64, 80), 4, np.uint8)
+    scl[:10] = 11
+    a, _ = make_s2_tile("A", T0, scl=scl)
+    got = dwcube.load([a], bands=["red"], mask=np.array([0, 1, 3, 8, 9, 10, 11])).red.values[0]
+    assert np.isnan(got[:10]).all() and np.isfinite(got[10:]).all()
+    with pytest.raises(ValueError, match="mask must be"):
+        dwcube.load([a], bands=["red"], mask="clouds")
+    for bad in (0, -1, {"x": 0}):
+        with pytest.raises(ValueError, match="chunks must be positive"):
+            dwcube.load([a], bands=["red"], chunks=bad)
+
+
+def test_stackstac_reprojection_does_not_depend_on_chunking(make_s2_tile) -> None:
+    a, _ = make_s2_tile("A", T0, shape=(64, 80))
+    cubes = [dwcube.load([a], bands=["red"], crs="EPSG:32632", resolution=13, chunks=c, loader="stackstac").compute()
+             for c in (4096, 16, 7)]
+    assert np.isfinite(cubes[0].red.values).mean() > 0.5
+    for other in cubes[1:]:
+        assert nan_equal(cubes[0].red.values, other.red.values)
