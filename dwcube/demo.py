@@ -189,8 +189,6 @@ def run_demo(
 
 def summary(result: DemoResult) -> str:
     """A short human-readable report of a demo run."""
-    from odc.geo.xr import ODCExtensionDs  # noqa: F401 - registers .odc
-
     ds = result.cube
     gbox = ds.odc.geobox
     lines = [

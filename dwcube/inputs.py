@@ -16,17 +16,15 @@ import numpy as np
 import xarray as xr
 
 from . import indices as _indices
+from .sensors.base import MessageKeyError
 
 __all__ = ["Feature", "InputSpec", "model_inputs", "MissingInputError"]
 
 FeatureKind = Literal["band", "index", "elevation", "slope"]
 
 
-class MissingInputError(KeyError):
+class MissingInputError(MessageKeyError):
     """The cube (or DEM) lacks inputs the model needs; the message names all of them."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)

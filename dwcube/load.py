@@ -345,7 +345,10 @@ def _resolve_mask(mask: Any, sensor: Sensor) -> tuple[MaskSpec | None, str | Non
     if mask is None or mask is False:
         return None, None
     if not isinstance(mask, (str, bool, MaskSpec)):
-        mask = [int(v) for v in np.asarray(mask).ravel()]  # any sequence or array of ints
+        try:  # any sequence or array of ints
+            mask = [int(v) for v in np.asarray(mask).ravel()]
+        except (TypeError, ValueError):
+            raise ValueError(f"mask must be 'default', None, a MaskSpec or a list of ints, got {mask!r}") from None
     if isinstance(mask, str) and mask != "default":
         raise ValueError(f"mask must be 'default', None, a MaskSpec or a list of ints, got {mask!r}")
     if sensor.mask_band is None:
@@ -360,12 +363,8 @@ def _resolve_mask(mask: Any, sensor: Sensor) -> tuple[MaskSpec | None, str | Non
     elif isinstance(mask, MaskSpec):
         spec = mask
     else:
-        try:
-            values = [int(v) for v in mask]
-        except TypeError:
-            raise ValueError(f"mask must be 'default', None, a MaskSpec or a list of ints, got {mask!r}") from None
         assert sensor.default_mask is not None
-        spec = sensor.default_mask.with_values(values)
+        spec = sensor.default_mask.with_values(mask)
     return spec, sensor.mask_band.name
 
 
@@ -462,14 +461,20 @@ def _preflight(items: Sequence[pystac.Item], env: Mapping[str, Any], failures: l
 # -- grid ---------------------------------------------------------------------------------------
 
 
+def _proj_code(fields: Mapping[str, Any]) -> str | None:
+    """``proj:code`` (or the older ``proj:epsg``) of an item's properties or an asset."""
+    if fields.get("proj:code"):
+        return str(fields["proj:code"])
+    if fields.get("proj:epsg"):
+        return f"EPSG:{int(fields['proj:epsg'])}"
+    return None
+
+
 def _item_epsg(item: pystac.Item) -> str | None:
-    for obj in [item.properties, *(a.extra_fields for a in item.assets.values())]:
-        code = obj.get("proj:code")
+    for fields in [item.properties, *(a.extra_fields for a in item.assets.values())]:
+        code = _proj_code(fields)
         if code:
-            return str(code)
-        epsg = obj.get("proj:epsg")
-        if epsg:
-            return f"EPSG:{int(epsg)}"
+            return code
     return None
 
 
@@ -541,8 +546,7 @@ def _native_union(items: Sequence[pystac.Item], crs: CRS) -> Any:
         g = None
         for obj in [*(a.extra_fields for a in it.assets.values()), it.properties]:
             shape, tr = obj.get("proj:shape"), obj.get("proj:transform")
-            code = obj.get("proj:code") or (f"EPSG:{obj['proj:epsg']}" if obj.get("proj:epsg") else None)
-            code = code or _item_epsg(it)
+            code = _proj_code(obj) or _item_epsg(it)
             if shape and tr and code:
                 x0, y0 = tr[2], tr[5]
                 x1, y1 = x0 + tr[0] * shape[1], y0 + tr[4] * shape[0]

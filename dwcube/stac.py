@@ -305,7 +305,7 @@ def _parse_one(v: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
     if v is None or v in ("", ".."):
         return None, None
     if isinstance(v, dt.datetime):
-        t = v if v.tzinfo else v.replace(tzinfo=dt.timezone.utc)
+        t = _utc(v)
         return t, t
     if isinstance(v, dt.date):
         s = dt.datetime(v.year, v.month, v.day, tzinfo=dt.timezone.utc)
@@ -331,23 +331,24 @@ def _parse_one(v: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
     return _parse_one(t)
 
 
+def _utc(t: dt.datetime) -> dt.datetime:
+    # naive times are UTC (never the machine's zone); offsets are converted to UTC
+    return t.astimezone(dt.timezone.utc) if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
 def _item_time(item: pystac.Item) -> dt.datetime:
     t = item.datetime or item.common_metadata.start_datetime
     if t is None:
         raise CatalogError(f"item {item.id!r} has neither datetime nor start_datetime")
-    # naive times are UTC (never the machine's zone); offsets are converted to UTC
-    return t.astimezone(dt.timezone.utc) if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return _utc(t)
 
 
 def _item_interval(item: pystac.Item) -> tuple[dt.datetime, dt.datetime]:
     cm = item.common_metadata
     if item.datetime is None and cm.start_datetime and cm.end_datetime:
-        a, b = cm.start_datetime, cm.end_datetime
-    else:
-        a = b = _item_time(item)
-    a = a if a.tzinfo else a.replace(tzinfo=dt.timezone.utc)
-    b = b if b.tzinfo else b.replace(tzinfo=dt.timezone.utc)
-    return a, b
+        return _utc(cm.start_datetime), _utc(cm.end_datetime)
+    t = _item_time(item)
+    return t, t
 
 
 _OPS = {

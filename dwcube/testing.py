@@ -454,11 +454,13 @@ def t29unu_items(
     processing_baseline: str | None = None,
     bands: Sequence[str] | None = None,
     item_id: str | None = None,
+    scl_resolution: int = 20,
 ) -> pystac.Item:
     """A STAC item for the real T29UNU 2022-10-05 L2A tile, built from its own product metadata.
 
     ``processing_baseline`` overrides the product's (``"02.14"`` describes the same
-    pixels as an old-baseline product, for tests).
+    pixels as an old-baseline product, for tests); ``scl_resolution`` picks the
+    product's 20 m (as Earth Search publishes it) or 60 m SCL.
 
     Examples
     --------
@@ -467,7 +469,7 @@ def t29unu_items(
     """
     product_dir = Path(product_dir)
     md = read_s2_product_metadata(product_dir / "MTD_MSIL2A.xml", product_dir / "MTD_TL.xml")
-    infos = t29unu_cogs(product_dir, cog_dir, bands)
+    infos = t29unu_cogs(product_dir, cog_dir, bands, scl_resolution=scl_resolution)
     pb = processing_baseline or md["processing_baseline"]
     return sentinel2_item(
         item_id or "S2A_29UNU_20221005_0_L2A",

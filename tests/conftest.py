@@ -56,13 +56,9 @@ def t29unu_server(t29unu_root: Path) -> Iterator[tuple[str, T.ServerStats]]:
 
 def t29unu_item(t29unu_dir: Path, root: Path, url: str, *, layout: str = "earth-search",
                 baseline: str | None = None, scl_resolution: int = 20, item_id: str | None = None):
-    infos = T.t29unu_cogs(t29unu_dir, root / "cogs", ["blue", "red", "nir08", "swir16"], scl_resolution=scl_resolution)
-    md = T.read_s2_product_metadata(t29unu_dir / "MTD_MSIL2A.xml", t29unu_dir / "MTD_TL.xml")
-    return T.sentinel2_item(
-        item_id or "S2A_29UNU_20221005_0_L2A", md["datetime"], infos, base_url=url, root=root,
-        layout=layout, platform=md["platform"], processing_baseline=baseline or md["processing_baseline"],
-        cloud_cover=md["cloud_cover"], sun_azimuth=md["sun_azimuth"], sun_zenith=md["sun_zenith"],
-    )
+    return T.t29unu_items(t29unu_dir, root / "cogs", base_url=url, root=root, layout=layout,
+                          processing_baseline=baseline, bands=["blue", "red", "nir08", "swir16"],
+                          item_id=item_id, scl_resolution=scl_resolution)
 
 
 # -- synthetic tiles ----------------------------------------------------------------------------

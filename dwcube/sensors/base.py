@@ -34,14 +34,18 @@ class SensorError(ValueError):
     """An item cannot be interpreted by the chosen sensor (missing metadata, wrong product)."""
 
 
-class UnknownBandError(KeyError):
+class MessageKeyError(KeyError):
+    """A KeyError whose message prints as written (``KeyError`` quotes it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownBandError(MessageKeyError):
     """A requested band is not one the sensor (or the item) provides.
 
     The message lists the bands that are available.
     """
-
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
