@@ -323,6 +323,8 @@ def test_mask_as_array_and_bad_chunks(make_s2_tile) -> None:
     assert np.isnan(got[:10]).all() and np.isfinite(got[10:]).all()
     with pytest.raises(ValueError, match="mask must be"):
         dwcube.load([a], bands=["red"], mask="clouds")
+    with pytest.raises(ValueError, match="mask must be"):
+        dwcube.load([a], bands=["red"], mask=["cloud", "shadow"])
     for bad in (0, -1, {"x": 0}):
         with pytest.raises(ValueError, match="chunks must be positive"):
             dwcube.load([a], bands=["red"], chunks=bad)
