@@ -93,7 +93,7 @@ def normalize_dn(dn: np.ndarray, *, axis: int = -1) -> np.ndarray:
     Examples
     --------
     >>> normalize_dn(np.full((1, 1, 9), 1000.0))[0, 0, :3].round(4)
-    array([0.1418, 0.1457, 0.1906], dtype=float32)
+    array([0.2939, 0.3017, 0.3223], dtype=float32)
     """
     dn = np.asarray(dn, dtype=np.float64)
     if dn.shape[axis] != len(BANDS):
