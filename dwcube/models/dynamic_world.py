@@ -395,14 +395,35 @@ class _FoldedCBM(nn.Module):
         return _mish(self.conv(x))
 
 
+class _SharedInput(nn.Module):
+    """Several ConvBNMish 1×1 layers that read the same tensor, as one wider convolution.
+
+    Returns the outputs split back; one pass over the input and one larger matrix product
+    instead of several.
+    """
+
+    def __init__(self, *layers: ConvBNMish) -> None:
+        super().__init__()
+        convs = [_fold(layer[0], layer[1]) for layer in layers]
+        self.sizes = [c.out_channels for c in convs]
+        self.conv = nn.Conv2d(convs[0].in_channels, sum(self.sizes), 1, bias=True)
+        self.conv.weight.data.copy_(torch.cat([c.weight.data for c in convs], 0))
+        self.conv.bias.data.copy_(torch.cat([c.bias.data for c in convs], 0))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(torch.split(_mish(self.conv(x)), self.sizes, dim=1))
+
+
 class _FoldedBlock(nn.Module):
+    """A residual block whose first 1×1 convolution and shortcut come precomputed."""
+
     def __init__(self, block: ResidualBlock) -> None:
         super().__init__()
-        self.units = nn.Sequential(*[nn.Sequential(_FoldedCBM(u[0]), _FoldedCBM(u[1])) for u in block.units])
-        self.shortcut = _FoldedCBM(block.shortcut)
+        self.first_dw = _FoldedCBM(block.units[0][1])
+        self.units = nn.Sequential(*[nn.Sequential(_FoldedCBM(u[0]), _FoldedCBM(u[1])) for u in block.units[1:]])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.units(x) + self.shortcut(x)
+    def forward(self, first: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        return self.units(self.first_dw(first)) + shortcut
 
 
 @lru_cache(maxsize=256)
@@ -427,6 +448,8 @@ class DynamicWorldInference(nn.Module):
     """The same function as :class:`DynamicWorldNet`, rearranged for speed.
 
     * Batch norms are folded into the convolutions before them (in float64).
+    * 1×1 layers that read the same tensor (a block's first unit and its shortcut; the
+      side branch) run as one wider convolution.
     * Mish is computed with one exponential.
     * Upsampling, L2 normalisation and the 1×1 head are evaluated at half resolution:
       the head is linear, so it commutes with the bilinear upsampling, and the squared
@@ -449,9 +472,13 @@ class DynamicWorldInference(nn.Module):
         net = net.eval()
         self.direction = net.direction
         self.stem = _FoldedCBM(net.stem)
+        # every group of 1×1 layers reading one tensor becomes one convolution
+        self.from_r = _SharedInput(net.side[0], net.block1.units[0][0], net.block1.shortcut)
+        self.side_dw = _FoldedCBM(net.side[1])
         self.block1 = _FoldedBlock(net.block1)
+        self.from_b1 = _SharedInput(net.block2.units[0][0], net.block2.shortcut)
         self.block2 = _FoldedBlock(net.block2)
-        self.side = nn.Sequential(_FoldedCBM(net.side[0]), _FoldedCBM(net.side[1]))
+        self.from_c = _SharedInput(net.final.units[0][0], net.final.shortcut)
         self.final = _FoldedBlock(net.final)
         self.head_weight = nn.Parameter(net.head.weight.detach().clone()[:, :, 0, 0], requires_grad=False)
         self.head_bias = nn.Parameter(net.head.bias.detach().clone(), requires_grad=False)
@@ -486,8 +513,10 @@ class DynamicWorldInference(nn.Module):
               wx: torch.Tensor) -> torch.Tensor:
         s = self.stem(x)
         r = _apply_taps(_apply_taps(s, 2, ty_i, ty_w), 3, tx_i, tx_w)
-        b2 = self.block2(self.block1(r))
-        f = self.final(torch.cat([b2, self.side(r)], dim=1))
+        side, first1, short1 = self.from_r(r)
+        b1 = self.block1(first1, short1)
+        b2 = self.block2(*self.from_b1(b1))
+        f = self.final(*self.from_c(torch.cat([b2, self.side_dw(side)], dim=1)))
 
         # low-resolution maps, padded by one zero row/column so that (i, i+1) always exists
         head = F.pad(torch.einsum("nchw,kc->nkhw", f, self.head_weight), (0, 1, 0, 1))

@@ -35,8 +35,15 @@ class Window:
         return slice(self.core[0] - self.read[0], self.core[1] - self.read[0])
 
 
-def plan_axis(n: int, *, tile: int, halo: int, alignment: int = 1) -> list[Window]:
+def plan_axis(n: int, *, tile: int, halo: int, alignment: int = 1, uniform: bool = False) -> list[Window]:
     """Split ``range(n)`` into cores of ``tile`` pixels, each read with ``halo`` pixels of context.
+
+    With ``uniform=True`` every read window has the same length, ``tile + 2·halo`` (or the
+    aligned image size when that is smaller): windows at the image edges take their extra
+    context from the inside instead of being clipped.  More context never changes the
+    result once the halo covers the receptive field, and equal shapes batch together and
+    compile once.  A window may then end past ``n`` (by less than ``alignment``) when
+    ``n`` is not a multiple of it: :func:`predict_tiled` pads those pixels.
 
     Parameters
     ----------
@@ -53,21 +60,30 @@ def plan_axis(n: int, *, tile: int, halo: int, alignment: int = 1) -> list[Windo
     --------
     >>> plan_axis(5, tile=8, halo=2)
     [Window(core=(0, 5), read=(0, 5))]
+    >>> [w.read for w in plan_axis(10, tile=4, halo=2, alignment=2, uniform=True)]
+    [(0, 8), (2, 10), (2, 10)]
     """
     if tile <= 0 or tile % alignment:
         raise ValueError(f"tile ({tile}) must be a positive multiple of the alignment ({alignment})")
     if halo < 0 or halo % alignment:
         raise ValueError(f"halo ({halo}) must be a non-negative multiple of the alignment ({alignment})")
     out = []
+    n_aligned = -(-n // alignment) * alignment
+    length = min(tile + 2 * halo, n_aligned)
     for start in range(0, n, tile):
         stop = min(start + tile, n)
-        out.append(Window((start, stop), (max(start - halo, 0), min(stop + halo, n))))
+        if uniform:
+            lo = min(max(start - halo, 0), n_aligned - length)
+            out.append(Window((start, stop), (lo, lo + length)))
+        else:
+            out.append(Window((start, stop), (max(start - halo, 0), min(stop + halo, n))))
     return out
 
 
-def _windows(h: int, w: int, tile: int, halo: int, alignment: int) -> Iterator[tuple[Window, Window]]:
-    for wy in plan_axis(h, tile=tile, halo=halo, alignment=alignment):
-        for wx in plan_axis(w, tile=tile, halo=halo, alignment=alignment):
+def _windows(h: int, w: int, tile: int, halo: int, alignment: int,
+             uniform: bool) -> Iterator[tuple[Window, Window]]:
+    for wy in plan_axis(h, tile=tile, halo=halo, alignment=alignment, uniform=uniform):
+        for wx in plan_axis(w, tile=tile, halo=halo, alignment=alignment, uniform=uniform):
             yield wy, wx
 
 
@@ -79,13 +95,15 @@ def predict_tiled(
     halo: int,
     alignment: int = 1,
     batch_size: int = 1,
+    uniform: bool = True,
 ) -> torch.Tensor:
     """Apply ``fn`` to ``x`` (``(N, C, H, W)``) tile by tile and paste the cores together.
 
-    Tiles of equal shape are batched (``batch_size`` tiles per call).  A read window of a
-    length that is not a multiple of ``alignment`` (only at the far edge of an image whose
-    size is not) is padded by repeating its last row/column, so that the network always
-    sees aligned sizes; the padded outputs are dropped.
+    Tiles of equal shape are batched (``batch_size`` tiles per call); with ``uniform``
+    (default) all tiles have one shape (see :func:`plan_axis`).  Pixels a read window needs
+    beyond the image (only at the far edge of an image whose size is not a multiple of
+    ``alignment``) repeat its last row/column, so that the network always sees aligned
+    sizes; their outputs are dropped.
 
     Returns
     -------
@@ -103,7 +121,7 @@ def predict_tiled(
     n, _, h, w = x.shape
     out: torch.Tensor | None = None
     groups: dict[tuple[int, int], list[tuple[Window, Window]]] = {}
-    for wy, wx in _windows(h, w, tile, halo, alignment):
+    for wy, wx in _windows(h, w, tile, halo, alignment, uniform):
         ry, rx = wy.read[1] - wy.read[0], wx.read[1] - wx.read[0]
         groups.setdefault((-(-ry // alignment) * alignment, -(-rx // alignment) * alignment), []).append((wy, wx))
     for (py, px), members in groups.items():
