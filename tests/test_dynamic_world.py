@@ -159,15 +159,3 @@ def test_keras_layers_match_the_port(dw_root: Path) -> None:
                 assert (s.kind == "dwconv") == (layers[s.tf_layer]["class_name"] == "DepthwiseConv2D")
                 if s.kind == "conv":
                     assert cfg["filters"] == mod.out_channels
-
-
-def test_odd_sizes_use_tensorflows_resize_scale() -> None:
-    # 101 -> 50: scale 50/101, wider triangle, not the [1,3,3,1]/8 filter
-    idx, w = dw._antialias_taps(101, 50)  # noqa: SLF001
-    np.testing.assert_allclose(w.sum(1), 1, atol=1e-6)
-    assert idx.shape[1] > 4
-    idx, w = dw._antialias_taps(8, 4)  # noqa: SLF001
-    np.testing.assert_allclose(w[1], np.array([1, 3, 3, 1], np.float32) / 8, rtol=1e-6)
-    np.testing.assert_allclose(w[0][:3], np.float32([3, 3, 1]) / 7, rtol=1e-6)
-    with pytest.raises(ValueError, match="at least 2"):
-        dw.build_dynamic_world()(torch.zeros(1, 9, 1, 8))

@@ -368,7 +368,11 @@ def _mish(x: torch.Tensor) -> torch.Tensor:
     """Mish with one exponential: ``x·n/(n+2)``, ``n = eˣ(eˣ+2)``; equals ``x·tanh(softplus(x))``.
 
     Above x = 20 Mish is x to float32 precision (as in PyTorch's own softplus threshold).
+    Outside ``torch.compile`` the native fused ``F.mish`` kernel is used instead (one pass
+    over memory; the formula's seven eager operations would make seven).
     """
+    if not torch.compiler.is_compiling():
+        return F.mish(x)
     e = torch.exp(x.clamp(max=20.0))
     n = e * (e + 2.0)
     return torch.where(x > 20.0, x, x * n / (n + 2.0))
@@ -482,6 +486,8 @@ class DynamicWorldInference(nn.Module):
         self.final = _FoldedBlock(net.final)
         self.head_weight = nn.Parameter(net.head.weight.detach().clone()[:, :, 0, 0], requires_grad=False)
         self.head_bias = nn.Parameter(net.head.bias.detach().clone(), requires_grad=False)
+        taps = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 8.0
+        self.register_buffer("down_kernel", (taps[:, None] * taps[None, :]).reshape(1, 1, 4, 4), persistent=False)
         self._plans: dict[tuple, tuple[torch.Tensor, ...]] = {}
         self._run = self._core
 
@@ -508,11 +514,36 @@ class DynamicWorldInference(nn.Module):
         self._run = torch.compile(self._core, **kwargs)
         return self
 
+    def _downsample_even(self, s: torch.Tensor) -> torch.Tensor:
+        """The antialiased 2× downsample of an even-sized map as a strided depthwise convolution.
+
+        Interior taps are ``[1, 3, 3, 1]/8`` on each axis (exact in binary); with zero
+        padding the first and last outputs see ``[3, 3, 1]/8``, rescaled by ``8/7`` to
+        TensorFlow's renormalised border weights.  As one oneDNN convolution the stem's
+        activations are read once, instead of once per tap.
+        """
+        c, h, w = s.shape[1], s.shape[-2] // 2, s.shape[-1] // 2
+        k = self.down_kernel.to(dtype=s.dtype).expand(c, 1, 4, 4)
+        r = F.conv2d(s, k, stride=2, padding=1, groups=c)
+        fy = torch.ones(h, dtype=s.dtype, device=s.device)
+        fx = torch.ones(w, dtype=s.dtype, device=s.device)
+        border = torch.tensor(8.0 / 7.0, dtype=s.dtype, device=s.device)
+        fy[0] = fy[-1] = border  # h == 1: a single output sees [3, 3]/8 -> x 8/6
+        fx[0] = fx[-1] = border
+        if h == 1:
+            fy[0] = 8.0 / 6.0
+        if w == 1:
+            fx[0] = 8.0 / 6.0
+        return r * (fy.reshape(-1, 1) * fx.reshape(1, -1))
+
     def _core(self, x: torch.Tensor, ty_i: torch.Tensor, ty_w: torch.Tensor, tx_i: torch.Tensor,
               tx_w: torch.Tensor, y0: torch.Tensor, wy: torch.Tensor, x0: torch.Tensor,
               wx: torch.Tensor) -> torch.Tensor:
         s = self.stem(x)
-        r = _apply_taps(_apply_taps(s, 2, ty_i, ty_w), 3, tx_i, tx_w)
+        if s.shape[-2] % 2 == 0 and s.shape[-1] % 2 == 0:
+            r = self._downsample_even(s)
+        else:
+            r = _apply_taps(_apply_taps(s, 2, ty_i, ty_w), 3, tx_i, tx_w)
         side, first1, short1 = self.from_r(r)
         b1 = self.block1(first1, short1)
         b2 = self.block2(*self.from_b1(b1))
