@@ -56,3 +56,29 @@ class LulcAccessor:
         from .inputs import model_inputs
 
         return model_inputs(self._ds, spec, dem=dem)
+
+    def cloud_probability(self) -> xr.DataArray:
+        """Cloud probability (0–1) per pixel and date; see :func:`dwcube.clouds.cloud_probability`.
+
+        Examples
+        --------
+        >>> cube.lulc.cloud_probability()  # doctest: +SKIP
+        """
+        from .clouds import cloud_probability
+
+        return cloud_probability(self._ds)
+
+    def cloud_mask(self, params: Any = None, **kwargs: Any) -> xr.Dataset:
+        """Dynamic World's cloud and shadow mask; see :func:`dwcube.clouds.cloud_mask`.
+
+        Keyword arguments build :class:`~dwcube.clouds.CloudMaskParams` (``probability_threshold=0.5``).
+
+        Examples
+        --------
+        >>> clear = cube.where(~cube.lulc.cloud_mask().mask)  # doctest: +SKIP
+        """
+        from .clouds import CloudMaskParams, cloud_mask
+
+        if params is not None and kwargs:
+            raise TypeError("pass either params or keyword arguments, not both")
+        return cloud_mask(self._ds, params if params is not None else CloudMaskParams(**kwargs))

@@ -62,6 +62,8 @@ from .sensors import (
     get_sensor,
     normalize,
 )
+from .clouds import CLOUD_BANDS, CloudMaskParams
+from .clouds import cloud_mask as _cloud_mask
 from .stac import CatalogLike, _item_time, search
 
 __all__ = ["load", "output_grid", "date_groups", "solar_day", "ReadPlan", "AssetError", "DEFAULT_GDAL_ENV"]
@@ -147,6 +149,7 @@ def load(
     on_error: OnError = "raise",
     gdal_env: Mapping[str, Any] | None = None,
     max_items: int | None = None,
+    cloud_mask: bool | CloudMaskParams | Literal["auto"] = "auto",
 ) -> xr.Dataset:
     """Search a catalogue and return a lazy reflectance cube.
 
@@ -192,6 +195,14 @@ def load(
     baseline_offset
         Sentinel-2: ``"auto"`` (default), ``"apply"`` or ``"skip"``; see
         :func:`dwcube.sensors.sentinel2.baseline_offset_dn`.
+    cloud_mask
+        Sentinel-2 L1C has no scene classification: ``"auto"`` (default) masks clouds
+        and their shadows on L1C cubes with Dynamic World's recipe
+        (:func:`dwcube.clouds.cloud_mask`: s2cloudless probability, displacement index,
+        cirrus, morphology, shadow projection), reading the extra bands it needs and
+        dropping them afterwards; ``False`` turns it off; a
+        :class:`~dwcube.clouds.CloudMaskParams` changes its thresholds (and forces it on).
+        The mask is computed on each date's merged cube.
     on_error
         ``"raise"`` (default): an asset missing from an item raises
         :class:`AssetError` when loading; an unreadable one (404, corrupt) raises
@@ -259,6 +270,14 @@ def load(
             "(filter with collections=...) and combine the cubes"
         )
     band_names = _resolve_band_names(bands, sensors, items)
+    cloud_params = _resolve_cloud_mask(cloud_mask, sensors[0])
+    wanted = list(band_names)
+    if cloud_params is not None:
+        # a catalogue's own cloud probability replaces s2cloudless (same interface)
+        has_prob = all("cloud_probability" in s.bands and s.bands["cloud_probability"].asset_key(it)
+                       for it, s in zip(items, sensors, strict=True))
+        extra = ["cloud_probability", "rededge3", "nir", "nir08", "cirrus"] if has_prob else list(CLOUD_BANDS)
+        band_names = _resolve_band_names(list(dict.fromkeys(band_names + extra)), sensors, items)
     mask_spec, mask_name = _resolve_mask(mask, sensors[0])
     members = date_groups(items, groupby)
 
@@ -290,6 +309,10 @@ def load(
         baseline_offset=baseline_offset,
     )
     cube = _attach_date_coords(cube, items, sensors, members)
+    if cloud_params is not None:
+        clouds = _cloud_mask(cube, cloud_params).mask
+        cube = cube[wanted].where(~clouds)
+        band_names = wanted
     cube.attrs = {
         "title": "dwcube reflectance cube",
         "sensor": ",".join(sorted({s.name for s in sensors})),
@@ -298,6 +321,7 @@ def load(
         "radiometry": prov["radiometry"],
         "mask": prov["mask"],
         "harmonization": prov["harmonization"],
+        "cloud_mask": cloud_params.describe() if cloud_params is not None else "none",
         "groupby": groupby if isinstance(groupby, str) or groupby is None else getattr(groupby, "__name__", "callable"),
         "resampling": resampling,
         "loader": _loader_version(loader),
@@ -316,6 +340,20 @@ def load(
 # -- bands, masks, items ------------------------------------------------------------------------
 
 
+def _resolve_cloud_mask(value: Any, sensor: Sensor) -> CloudMaskParams | None:
+    if isinstance(value, CloudMaskParams):
+        return value
+    if value is False or value is None:
+        return None
+    if value == "auto":
+        return CloudMaskParams() if (sensor.family, sensor.level) == ("sentinel-2", "L1C") else None
+    if value is True:
+        if sensor.family != "sentinel-2":
+            raise ValueError(f"cloud_mask=True is for Sentinel-2 top-of-atmosphere cubes, not {sensor.name}")
+        return CloudMaskParams()
+    raise ValueError(f"cloud_mask must be 'auto', True, False or CloudMaskParams, got {value!r}")
+
+
 def _resolve_band_names(
     bands: str | Sequence[str] | None, sensors: Sequence[Sensor], items: Sequence[pystac.Item]
 ) -> list[str]:
@@ -325,7 +363,8 @@ def _resolve_band_names(
         names = [
             b
             for b in unique[0].bands
-            if all(b in s.bands and s.bands[b].asset_key(it) for it, s in zip(items, sensors, strict=True))
+            if unique[0].bands[b].value_scale is None
+            and all(b in s.bands and s.bands[b].asset_key(it) for it, s in zip(items, sensors, strict=True))
         ]
         if not names:
             raise AssetError("no band of the sensor is present in every item; pass bands=[...]")

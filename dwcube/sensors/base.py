@@ -64,12 +64,20 @@ class BandSpec:
         Native ground sampling distance in metres.
     band_id
         The product's own band identifier (``"B04"``, ``"SR_B4"``), for docs and attrs.
+    value_scale
+        ``None`` for reflectance bands.  For an auxiliary layer that is not a
+        reflectance (a catalogue's cloud probability), the factor from stored values to
+        physical ones; such layers get no offset and no harmonisation, and are loaded
+        only when asked for.  They share the product's no-data value (0 for
+        Sentinel-2): a 0 % cloud probability reads as NaN, which the cloud mask treats
+        as clear, and a tile's zeros outside its footprint never hide the next tile.
     """
 
     name: str
     keys: tuple[str, ...]
     resolution: float
     band_id: str
+    value_scale: float | None = None
 
     def asset_key(self, item: pystac.Item) -> str | None:
         """Return the key of the asset holding this band in ``item``, or ``None``.

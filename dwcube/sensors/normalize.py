@@ -182,19 +182,26 @@ def normalize(
     for b in bands:
         dn = as_steps(b)
         params = []
+        value_scale = sensors[0].bands[b].value_scale if b in sensors[0].bands else None
+        # auxiliary layers keep the product's no-data value too: outside a tile's footprint
+        # they read 0, which must not win the day's merge over the next tile's real value
+        band_nodata = nodata
         for i, r in enumerate(rads):
             scale, offset = r.scale, r.offset
+            if value_scale is not None:  # an auxiliary layer, not a reflectance
+                params.append((0.0, float(value_scale), 0.0))
+                continue
             if b in hls:
                 # slope·((DN + add)·scale + offset) + intercept: the same affine map
                 slope, icpt = hls[b][i]
                 scale, offset = scale * slope, offset * slope + icpt
             params.append((float(r.add), float(scale), float(offset)))
         name = f"reflectance-{b}-" + dask.base.tokenize(dn.name, layer.name if layer is not None else None,
-                                                     params, groups, mask, nodata)
+                                                     params, groups, mask, band_nodata)
         ny, nx = len(dn.chunks[1]), len(dn.chunks[2])
         graph: dict[Any, Any] = {}
         for g, members in enumerate(groups):
-            func = functools.partial(_date_block, nodata=nodata, spec=mask,
+            func = functools.partial(_date_block, nodata=band_nodata, spec=mask,
                                      params=tuple(params[i] for i in members))
             for iy in range(ny):
                 for ix in range(nx):
@@ -207,7 +214,8 @@ def normalize(
         data = da.Array(hlg, name, chunks=((1,) * len(groups), dn.chunks[1], dn.chunks[2]), dtype=np.float32)
         out[b] = xr.DataArray(
             data, dims=raw[b].dims,
-            attrs={"long_name": f"{b} reflectance", "units": "1", "nodata": float("nan")},
+            attrs={"long_name": f"{b} reflectance" if value_scale is None else b.replace("_", " "),
+                   "units": "1", "nodata": float("nan")},
         )
     keep = {k: v for k, v in raw.coords.items() if "time" not in v.dims}
     times = raw["time"].values[[g[0] for g in groups]]

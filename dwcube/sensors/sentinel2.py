@@ -110,6 +110,10 @@ _BANDS = [
 _BASELINE_IN_NAME = re.compile(r"_N(\d{2})(\d{2})_")
 
 
+#: Asset keys under which catalogues publish a cloud probability (percent) for Sentinel-2.
+CLOUD_PROBABILITY_KEYS = ("cloud_probability", "cloud-probability", "CLD", "CLP", "MSK_CLDPRB_20m", "cldprb")
+
+
 def _band_specs(include_cirrus: bool) -> dict[str, BandSpec]:
     specs = {}
     for name, bid, res in _BANDS:
@@ -119,6 +123,9 @@ def _band_specs(include_cirrus: bool) -> dict[str, BandSpec]:
         short = "B" + bid[1:].lstrip("0") if bid[1:].isdigit() else bid
         keys = tuple(dict.fromkeys((name, bid, short)))
         specs[name] = BandSpec(name, keys, res, bid)
+    if include_cirrus:  # top of atmosphere: a catalogue may carry s2cloudless probabilities (0-100 %)
+        specs["cloud_probability"] = BandSpec("cloud_probability", CLOUD_PROBABILITY_KEYS, 20.0, "CLD",
+                                              value_scale=0.01)
     return specs
 
 
