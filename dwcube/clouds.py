@@ -32,13 +32,13 @@ import importlib.util
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import dask.array as da
 import numpy as np
 import xarray as xr
 from scipy import ndimage
 
+from .gbdt import TreeModel
 from .sensors.base import MessageKeyError
 
 __all__ = [
@@ -132,11 +132,12 @@ def _model_path() -> Path:
 
 
 @functools.lru_cache(maxsize=1)
-def _booster() -> Any:
-    """The s2cloudless LightGBM model, loaded once per process (never shipped in task graphs)."""
-    import lightgbm
+def _tree_model() -> TreeModel:
+    """The s2cloudless model, parsed once per process (never shipped in task graphs).
 
-    return lightgbm.Booster(model_file=str(_model_path()))
+    Evaluated by :mod:`dwcube.gbdt` (compiled, GIL-free, equal to ``lightgbm.Booster.predict``).
+    """
+    return TreeModel.from_text(_model_path())
 
 
 def _probability_block(*bands: np.ndarray) -> np.ndarray:
@@ -147,7 +148,7 @@ def _probability_block(*bands: np.ndarray) -> np.ndarray:
     ok = np.isfinite(flat).all(axis=1)
     out = np.full(flat.shape[0], np.nan, dtype=np.float32)
     if ok.any():
-        out[ok] = _booster().predict(flat[ok], num_threads=1).astype(np.float32)
+        out[ok] = _tree_model().predict(flat[ok]).astype(np.float32)
     return out.reshape(shape)
 
 
@@ -197,7 +198,8 @@ def cloud_probability(cube: xr.Dataset) -> xr.DataArray:
                          dask="parallelized", output_dtypes=[np.float32])
     out.name = "cloud_probability"
     out.attrs = {"long_name": "cloud probability", "units": "1",
-                 "source": "s2cloudless 1.x LightGBM model (Sentinel Hub, CC-BY-SA-4.0), per pixel"}
+                 "source": "s2cloudless 1.x LightGBM model (Sentinel Hub, CC-BY-SA-4.0), per pixel, "
+                           "evaluated by dwcube.gbdt"}
     return out
 
 
@@ -207,7 +209,12 @@ def _odd(n: float) -> int:
     return k if k % 2 else k + 1
 
 
-def _cdi_block(b7: np.ndarray, b8: np.ndarray, b8a: np.ndarray, *, window: int) -> np.ndarray:
+def _cdi_block(b7: np.ndarray, b8: np.ndarray, b8a: np.ndarray, *, window: int, smooth: int = 1) -> np.ndarray:
+    if smooth > 1:
+        # the index is defined on 20 m bands: B8 (10 m) averaged like the 20 m bands, as a
+        # moving box so that every pixel, whatever its phase, is treated alike
+        b7, b8, b8a = (ndimage.uniform_filter(np.asarray(b, np.float64), size=(1, smooth, smooth), mode="nearest")
+                       for b in (b7, b8, b8a))
     with np.errstate(divide="ignore", invalid="ignore"):
         r8 = (b8 / b8a).astype(np.float64)
         r7 = (b7 / b8a).astype(np.float64)
@@ -230,7 +237,10 @@ def cloud_displacement_index(cube: xr.Dataset, *, window_m: float = 140.0) -> xr
     """The cloud displacement index (Frantz et al. 2018), lazily, on the cube's grid.
 
     ``CDI = (v7 − v8) / (v7 + v8)`` with ``v7``, ``v8`` the local variances of ``B7/B8A``
-    and ``B8/B8A`` in a square window of ``window_m`` (7 px at 20 m).  Clouds, seen with
+    and ``B8/B8A`` in a square window of ``window_m`` (7 px at 20 m).  The index is
+    defined on 20 m bands: on finer grids the bands are first averaged over a moving
+    20 m box (without that, the native 10 m texture of B8 against the smooth upsampled
+    20 m bands drives the index towards −1 on clear land).  Clouds, seen with
     parallax between the bands, give values near −1; bright ground gives values near +1.
 
     Examples
@@ -238,14 +248,18 @@ def cloud_displacement_index(cube: xr.Dataset, *, window_m: float = 140.0) -> xr
     >>> cdi = cloud_displacement_index(ds)     # doctest: +SKIP
     """
     _require(cube, ("rededge3", "nir", "nir08"), "the cloud displacement index")
-    window = _odd(window_m / _resolution(cube))
+    res = _resolution(cube)
+    window = _odd(window_m / res)
+    smooth = max(int(round(20.0 / res)), 1)
     arrays = [cube[b].data for b in ("rededge3", "nir", "nir08")]
+    fn = functools.partial(_cdi_block, window=window, smooth=smooth)
     if isinstance(arrays[0], da.Array):
-        data = da.map_overlap(functools.partial(_cdi_block, window=window), *arrays,
-                              depth={0: 0, 1: window // 2, 2: window // 2}, boundary="none",
-                              dtype=np.float32, meta=np.array((), dtype=np.float32))
+        depth = window // 2 + smooth
+        data = da.map_overlap(fn, *arrays, depth={0: 0, 1: depth, 2: depth}, boundary="none",
+                              dtype=np.float32, meta=np.array((), dtype=np.float32), allow_rechunk=True)
+        data = data.rechunk(arrays[0].chunks)
     else:
-        data = _cdi_block(*arrays, window=window)
+        data = fn(*arrays)
     return xr.DataArray(data, coords=cube[("nir")].coords, dims=cube["nir"].dims, name="cdi",
                         attrs={"long_name": "cloud displacement index", "window_px": window})
 

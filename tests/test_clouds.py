@@ -163,3 +163,21 @@ def test_a_catalogue_probability_asset_is_used_instead(eolearn: dict, tmp_path: 
     assert m.cloud.values[list(eolearn["scene_of_date"]).index(2)].mean() > 0.9  # the clear scene, "cloudy" now
     masked = dwcube.load(str(catalog), collections=["sentinel-2-l1c"], chunks=64, bands=["red"])
     assert np.isnan(masked.red.values[list(eolearn["scene_of_date"]).index(2)]).mean() > 0.9
+
+
+@pytest.mark.shared
+def test_tree_evaluator_equals_lightgbm(shared: Path) -> None:
+    """dwcube.gbdt reproduces lightgbm.Booster.predict on the s2cloudless model, bit for bit,
+    including zeros and NaN features (LightGBM's missing-value rules)."""
+    lightgbm = pytest.importorskip("lightgbm")
+    from dwcube.gbdt import TreeModel
+
+    scenes = np.load(shared / "data" / "eolearn-slovenia" / "reference_scenes_l1c.npy")
+    x = scenes[..., [0, 1, 3, 4, 7, 8, 9, 10, 11, 12]].reshape(-1, 10).astype(np.float64)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([x, rng.uniform(0, 1.5, (2000, 10)), np.zeros((3, 10))])
+    x[-1000:-900, 3] = np.nan
+    x[-900:-800, rng.integers(0, 10)] = 0.0
+    want = lightgbm.Booster(model_file=str(C._model_path())).predict(x, num_threads=1)  # noqa: SLF001
+    got = TreeModel.from_text(C._model_path()).predict(x)  # noqa: SLF001
+    np.testing.assert_array_equal(got, want)
