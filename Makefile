@@ -32,6 +32,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python benchmarks/bench_graph.py
 	$(BIN)/python benchmarks/bench_indices.py
+	$(BIN)/python benchmarks/bench_clouds.py
 	$(BIN)/python benchmarks/bench_dynamic_world.py $(if $(DWCUBE_TF_PYTHON),--tf-python $(DWCUBE_TF_PYTHON))
 
 clean:

@@ -278,6 +278,15 @@ def load(
                        for it, s in zip(items, sensors, strict=True))
         extra = ["cloud_probability", "rededge3", "nir", "nir08", "cirrus"] if has_prob else list(CLOUD_BANDS)
         band_names = _resolve_band_names(list(dict.fromkeys(band_names + extra)), sensors, items)
+        lacking = sorted({f"{it.id}: {b}" for it, s in zip(items, sensors, strict=True) for b in extra
+                          if b not in s.bands or not s.bands[b].asset_key(it)})
+        if lacking:
+            raise AssetError(
+                "the L1C cloud mask needs bands " + ", ".join(extra) + " in every item; missing: "
+                + "; ".join(lacking[:6]) + ("; ..." if len(lacking) > 6 else "")
+                + ". Pass cloud_mask=False to load without a cloud mask (clouds then look like snow to "
+                "Dynamic World)."
+            )
     mask_spec, mask_name = _resolve_mask(mask, sensors[0])
     members = date_groups(items, groupby)
 

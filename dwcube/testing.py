@@ -161,7 +161,7 @@ def _s2_band_ids() -> dict[str, str]:
     from .sensors import SENTINEL2_L1C, SENTINEL2_L2A
 
     return {
-        **{n: spec.band_id for n, spec in SENTINEL2_L1C.bands.items()},
+        **{n: spec.band_id for n, spec in SENTINEL2_L1C.bands.items() if spec.value_scale is None},
         "scl": SENTINEL2_L2A.mask_band.band_id,  # type: ignore[union-attr]
     }
 

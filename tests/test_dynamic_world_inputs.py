@@ -36,7 +36,8 @@ def _cube(shared: Path, tmp: Path, *, level: str, baseline: str, add: int = 0):
                             root=tmp, level=level, processing_baseline=baseline, tile="33TVL")
     collection = f"sentinel-2-{level.lower()}"
     catalog = write_catalog([item], tmp / "catalog.parquet")
-    return dwcube.load(str(catalog), collections=[collection], bands=list(BANDS), chunks=64, mask=None)
+    return dwcube.load(str(catalog), collections=[collection], bands=list(BANDS), chunks=64, mask=None,
+                       cloud_mask=False)
 
 
 @pytest.mark.parametrize("baseline,add", [("02.01", 0), ("04.00", 1000)])

@@ -183,10 +183,13 @@ def test_l1c_has_no_quality_layer(make_s2_tile) -> None:
     a, _ = make_s2_tile("A", T0)
     a.collection_id = "sentinel-2-l1c"
     a.properties["s2:product_type"] = "S2MSI1C"
-    ds = dwcube.load([a], bands=["red"])
-    assert ds.attrs["product_level"] == "L1C" and ds.attrs["mask"] == "none"
+    # the default L1C cloud mask needs bands this item lacks: a clear error, not an unmasked cube
+    with pytest.raises(AssetError, match="cloud mask needs bands.*A: cirrus.*cloud_mask=False"):
+        dwcube.load([a], bands=["red"])
+    ds = dwcube.load([a], bands=["red"], cloud_mask=False)
+    assert ds.attrs["product_level"] == "L1C" and ds.attrs["mask"] == "none" and ds.attrs["cloud_mask"] == "none"
     with pytest.raises(SensorError, match="no quality layer"):
-        dwcube.load([a], bands=["red"], mask=[3, 8, 9])
+        dwcube.load([a], bands=["red"], mask=[3, 8, 9], cloud_mask=False)
 
 
 # -- failures over HTTP, laziness, chunking ---------------------------------------------------------
