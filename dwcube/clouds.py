@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import dask.array as da
+import numba
 import numpy as np
 import xarray as xr
 from scipy import ndimage
@@ -281,7 +282,8 @@ def _shadow_offsets(azimuth: float, zenith: float, res: float, p: CloudMaskParam
     return np.unique(offs, axis=0)
 
 
-def _shift_or(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def _shift_or_reference(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``out[p] = OR over o of mask[p − o]`` (inside the array), one shifted copy per offset."""
     out = np.zeros_like(mask)
     h, w = mask.shape
     for dr, dc in offsets:
@@ -290,6 +292,43 @@ def _shift_or(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         src = mask[max(-dr, 0):h - max(dr, 0), max(-dc, 0):w - max(dc, 0)]
         out[max(dr, 0):h - max(-dr, 0), max(dc, 0):w - max(-dc, 0)] |= src
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _sweep(mask, offsets):  # type: ignore[no-untyped-def]
+    """The same as :func:`_shift_or_reference`, in O(min(#set, #unset) · len(offsets)).
+
+    Mostly clear: each set pixel paints its offsets.  Mostly set: each pixel looks back
+    along the offsets and stops at the first set source.
+    """
+    h, w = mask.shape
+    out = np.zeros((h, w), dtype=np.bool_)
+    n_set = 0
+    for r in range(h):
+        for c in range(w):
+            if mask[r, c]:
+                n_set += 1
+    if 2 * n_set <= h * w:
+        for r in range(h):
+            for c in range(w):
+                if mask[r, c]:
+                    for k in range(offsets.shape[0]):
+                        rr, cc = r + offsets[k, 0], c + offsets[k, 1]
+                        if 0 <= rr < h and 0 <= cc < w:
+                            out[rr, cc] = True
+    else:
+        for r in range(h):
+            for c in range(w):
+                for k in range(offsets.shape[0]):
+                    rr, cc = r - offsets[k, 0], c - offsets[k, 1]
+                    if 0 <= rr < h and 0 <= cc < w and mask[rr, cc]:
+                        out[r, c] = True
+                        break
+    return out
+
+
+def _shift_or(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    return _sweep(np.ascontiguousarray(mask, dtype=np.bool_), np.ascontiguousarray(offsets, dtype=np.int64))
 
 
 def project_shadows(cloud: np.ndarray, *, azimuth: float, zenith: float = float("nan"), resolution: float,

@@ -181,3 +181,12 @@ def test_tree_evaluator_equals_lightgbm(shared: Path) -> None:
     want = lightgbm.Booster(model_file=str(C._model_path())).predict(x, num_threads=1)  # noqa: SLF001
     got = TreeModel.from_text(C._model_path()).predict(x)  # noqa: SLF001
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("fraction", [0.02, 0.5, 0.9])
+def test_shadow_sweep_kernel_equals_shifted_copies(fraction: float) -> None:
+    rng = np.random.default_rng(3)
+    mask = rng.random((60, 70)) < fraction
+    for azimuth in (0.0, 33.0, 150.0, 271.0):
+        offs = C._shadow_offsets(azimuth, 40.0, 10.0, C.CloudMaskParams(shadow_distance_m=400.0))  # noqa: SLF001
+        assert np.array_equal(C._shift_or(mask, offs), C._shift_or_reference(mask, offs))  # noqa: SLF001
