@@ -370,14 +370,33 @@ def _disk(radius: int) -> np.ndarray:
     return (r[:, None] ** 2 + r[None, :] ** 2) <= radius * radius
 
 
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation by the disk ``dr² + dc² <= radius²`` via the Euclidean distance transform.
+
+    Equal to ``ndimage.binary_dilation(mask, _disk(radius))`` (tested), in O(n) instead of
+    O(n·radius²): a pixel is set when some set pixel lies within ``radius``.
+    """
+    if not mask.any():
+        return mask.copy()
+    return ndimage.distance_transform_edt(~mask) <= radius
+
+
+def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary erosion by the same disk, pixels outside the array counting as set
+    (``binary_erosion(..., border_value=1)``): a pixel stays when no unset pixel is within ``radius``."""
+    if mask.all():
+        return mask.copy()
+    return ndimage.distance_transform_edt(mask) > radius
+
+
 def _mask_block(cloud0: np.ndarray, nir: np.ndarray, *, erode: int, dilate: int, offsets: np.ndarray,
                 dark: float | None) -> np.ndarray:
     """One date's block (1, y, x): opening + buffer, shadows. Returns uint8 0 clear, 1 cloud, 2 shadow."""
     c = cloud0[0].astype(bool)
     if erode:
-        c = ndimage.binary_erosion(c, _disk(erode), border_value=1)
+        c = _erode(c, erode)
     if dilate:
-        c = ndimage.binary_dilation(c, _disk(dilate))
+        c = _dilate(c, dilate)
     shadow = _shift_or(c, offsets) & ~c
     if dark is not None:
         shadow &= nir[0] < dark

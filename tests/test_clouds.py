@@ -190,3 +190,15 @@ def test_shadow_sweep_kernel_equals_shifted_copies(fraction: float) -> None:
     for azimuth in (0.0, 33.0, 150.0, 271.0):
         offs = C._shadow_offsets(azimuth, 40.0, 10.0, C.CloudMaskParams(shadow_distance_m=400.0))  # noqa: SLF001
         assert np.array_equal(C._shift_or(mask, offs), C._shift_or_reference(mask, offs))  # noqa: SLF001
+
+
+def test_distance_transform_morphology_equals_disk_structuring_elements() -> None:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    for fraction in (0.0, 0.05, 0.5, 0.97, 1.0):
+        mask = ndimage.binary_dilation(rng.random((50, 61)) < fraction / 4) if fraction < 1 else np.ones((50, 61), bool)
+        for r in (1, 3, 6):
+            disk = C._disk(r)  # noqa: SLF001
+            assert np.array_equal(C._dilate(mask, r), ndimage.binary_dilation(mask, disk))  # noqa: SLF001
+            assert np.array_equal(C._erode(mask, r), ndimage.binary_erosion(mask, disk, border_value=1))  # noqa: SLF001
