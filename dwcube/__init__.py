@@ -8,6 +8,10 @@ search
     Find STAC items in an API, a local catalogue file, or a list of items.
 load_dem, model_inputs, InputSpec, Feature
     Elevation on a cube's grid; a model's normalised input stack.
+cloud_mask, CloudMaskParams
+    Dynamic World's cloud and shadow mask for Sentinel-2 L1C (applied by ``load`` by default).
+dwcube.models
+    The model registry (``load_model("dynamic-world")``), weights, the Dynamic World port.
 ds.lulc
     The accessor: ``ds.lulc.indices([...])``, ``.elevation(...)``, ``.model_inputs(...)``.
 CLASSES, COLORS
@@ -23,6 +27,7 @@ import rioxarray  # noqa: E402,F401 - registers the .rio accessor on results
 
 from . import accessor as _accessor  # noqa: E402,F401 - registers ds.lulc
 from .classes import CLASSES, COLORS  # noqa: E402
+from .clouds import CloudMaskParams, cloud_mask  # noqa: E402
 from .elevation import load_dem  # noqa: E402
 from .inputs import Feature, InputSpec, model_inputs  # noqa: E402
 from .load import AssetError, load  # noqa: E402
@@ -40,6 +45,8 @@ __all__ = [
     "CLASSES",
     "COLORS",
     "MaskSpec",
+    "CloudMaskParams",
+    "cloud_mask",
     "AssetError",
     "CatalogError",
     "EmptySearchError",
