@@ -14,6 +14,11 @@ dwcube.models
     The model registry (``load_model("dynamic-world")``), weights, the Dynamic World port.
 ds.lulc
     The accessor: ``ds.lulc.indices([...])``, ``.elevation(...)``, ``.model_inputs(...)``.
+classify, label, confidence
+    The lazy probability cube of a registered model (chunk-invariant, per-worker model
+    cache, GPU when present); its label and confidence layers.
+write_archive, open_archive, archive_info
+    Zarr v3 archives of probability cubes: create, append dates, resume, read with CRS.
 CLASSES, COLORS
     The nine Dynamic World classes and their palette.
 """
@@ -26,12 +31,15 @@ import odc.geo.xr  # noqa: E402,F401 - registers the .odc accessor on results
 import rioxarray  # noqa: E402,F401 - registers the .rio accessor on results
 
 from . import accessor as _accessor  # noqa: E402,F401 - registers ds.lulc
+from .archive import ArchiveEncoding, ArchiveError, ArchiveMismatchError, archive_info, open_archive, write_archive  # noqa: E402
 from .classes import CLASSES, COLORS  # noqa: E402
 from .clouds import CloudMaskParams, cloud_mask  # noqa: E402
 from .elevation import load_dem  # noqa: E402
+from .inference import classify  # noqa: E402
 from .inputs import Feature, InputSpec, model_inputs  # noqa: E402
 from .load import AssetError, load  # noqa: E402
 from .sensors import MaskSpec, SensorError, UnknownBandError  # noqa: E402
+from .probability import confidence, label  # noqa: E402
 from .stac import CatalogError, EmptySearchError, search  # noqa: E402
 
 __all__ = [
@@ -42,6 +50,15 @@ __all__ = [
     "model_inputs",
     "InputSpec",
     "Feature",
+    "classify",
+    "label",
+    "confidence",
+    "write_archive",
+    "open_archive",
+    "archive_info",
+    "ArchiveEncoding",
+    "ArchiveError",
+    "ArchiveMismatchError",
     "CLASSES",
     "COLORS",
     "MaskSpec",

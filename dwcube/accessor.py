@@ -1,10 +1,17 @@
-"""The ``.lulc`` accessor on xarray Datasets. It only delegates to module functions.
+"""The ``.lulc`` accessors on xarray Datasets and DataArrays. They only delegate to module functions.
+
+On a reflectance cube (Dataset): ``indices``, ``elevation``, ``model_inputs``,
+``cloud_probability``, ``cloud_mask`` and ``classify``.  On a probability cube
+(DataArray, or a Dataset holding ``probability`` such as an archive): ``label`` and
+``confidence``.
 
 Examples
 --------
 >>> import dwcube
 >>> cube = dwcube.load(...)  # doctest: +SKIP
 >>> cube.lulc.indices(["ndvi", "ndmi"])  # doctest: +SKIP
+>>> prob = cube.lulc.classify()  # doctest: +SKIP
+>>> prob.lulc.label()  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any
 
 import xarray as xr
 
-__all__ = ["LulcAccessor"]
+__all__ = ["LulcAccessor", "LulcArrayAccessor"]
 
 
 @xr.register_dataset_accessor("lulc")
@@ -82,3 +89,82 @@ class LulcAccessor:
         if params is not None and kwargs:
             raise TypeError("pass either params or keyword arguments, not both")
         return cloud_mask(self._ds, params if params is not None else CloudMaskParams(**kwargs))
+
+    def classify(self, model: Any = "dynamic-world", **kwargs: Any) -> xr.DataArray:
+        """The lazy probability cube ``(time, class, y, x)``; see :func:`dwcube.inference.classify`.
+
+        Examples
+        --------
+        >>> prob = cube.lulc.classify("dynamic-world", device="auto", batch_size=4)  # doctest: +SKIP
+        """
+        from .inference import classify
+
+        return classify(self._ds, model, **kwargs)
+
+    def _probability(self) -> xr.DataArray:
+        if "probability" not in self._ds.data_vars:
+            raise KeyError("this Dataset has no 'probability' variable (classify() or open_archive() make one)")
+        return self._ds["probability"]
+
+    def label(self) -> xr.DataArray:
+        """The label of the ``probability`` variable; see :func:`dwcube.probability.label`.
+
+        Examples
+        --------
+        >>> dwcube.open_archive("lulc.zarr").lulc.label()  # doctest: +SKIP
+        """
+        from .probability import label
+
+        return label(self._probability())
+
+    def confidence(self) -> xr.Dataset:
+        """Confidence layers of the ``probability`` variable; see :func:`dwcube.probability.confidence`.
+
+        Examples
+        --------
+        >>> dwcube.open_archive("lulc.zarr").lulc.confidence().margin  # doctest: +SKIP
+        """
+        from .probability import confidence
+
+        return confidence(self._probability())
+
+
+@xr.register_dataarray_accessor("lulc")
+class LulcArrayAccessor:
+    """Helpers on a probability cube ``(time, class, y, x)`` (``prob.lulc``)."""
+
+    def __init__(self, da: xr.DataArray) -> None:
+        self._da = da
+
+    def label(self) -> xr.DataArray:
+        """Most probable class (uint8, 255 = no data); see :func:`dwcube.probability.label`.
+
+        Examples
+        --------
+        >>> prob.lulc.label()  # doctest: +SKIP
+        """
+        from .probability import label
+
+        return label(self._da)
+
+    def confidence(self) -> xr.Dataset:
+        """Top-1 probability, margin and entropy; see :func:`dwcube.probability.confidence`.
+
+        Examples
+        --------
+        >>> prob.lulc.confidence().entropy  # doctest: +SKIP
+        """
+        from .probability import confidence
+
+        return confidence(self._da)
+
+    def to_archive(self, store: Any, **kwargs: Any) -> Any:
+        """Store the cube in a Zarr archive; see :func:`dwcube.archive.write_archive`.
+
+        Examples
+        --------
+        >>> prob.lulc.to_archive("lulc.zarr")  # doctest: +SKIP
+        """
+        from .archive import write_archive
+
+        return write_archive(self._da, store, **kwargs)

@@ -261,7 +261,7 @@ def model_inputs(cube: xr.Dataset, spec: InputSpec, *, dem: xr.Dataset | None = 
         else:
             arr = dem[f.kind].broadcast_like(cube[next(iter(cube.data_vars))])  # type: ignore[index]
         arr = f.apply(arr)
-        layers.append(arr.drop_attrs() if hasattr(arr, "drop_attrs") else arr)
+        layers.append(arr.drop_attrs(deep=False) if hasattr(arr, "drop_attrs") else arr)
     ydim, xdim = cube.odc.spatial_dims
     stacked = xr.concat(layers, dim=xr.DataArray(list(spec.names), dims="feature", name="feature"),
                         coords="minimal", compat="override", join="exact")

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import pystac
+import torch
 
 __all__ = [
     "write_cog",
@@ -56,6 +57,9 @@ __all__ = [
     "ServerStats",
     "stac_api",
     "free_port",
+    "synthetic_cube",
+    "TinyNet",
+    "TINY_MODEL",
 ]
 
 # -- files ------------------------------------------------------------------------------------
@@ -745,3 +749,131 @@ def stac_api(items: Sequence[pystac.Item | Mapping[str, Any]], workdir: str | os
         except subprocess.TimeoutExpired:  # pragma: no cover
             proc.kill()
         path.unlink(missing_ok=True)
+
+
+# -- tiny models and cubes for inference tests ------------------------------------------------
+
+
+def synthetic_cube(
+    size: int | tuple[int, int] = 64,
+    dates: int = 3,
+    *,
+    bands: Sequence[str] = ("blue", "green", "red", "nir", "swir16", "swir22"),
+    seed: int = 0,
+    chunks: int | None = None,
+    nodata_fraction: float = 0.0,
+    epsg: int = 32633,
+    resolution: float = 10.0,
+    origin: tuple[float, float] = (465180.0, 5080260.0),
+    sensor: str = "sentinel-2-l2a",
+) -> Any:
+    """A small reflectance cube (``time, y, x``; float32, 0–1) on a real grid, made by code.
+
+    Surfaces are smooth random fields mixing vegetation, water and soil spectra; each
+    date adds noise; ``nodata_fraction`` of the pixels of each date (in blobs) are NaN.
+    The grid travels as ``spatial_ref`` (odc-geo conventions), like :func:`dwcube.load`.
+
+    Examples
+    --------
+    >>> cube = synthetic_cube(32, 2, chunks=16)
+    >>> cube.sizes["time"], cube.red.chunks[1], cube.odc.geobox.crs.epsg
+    (2, (16, 16), 32633)
+    """
+    import xarray as xr
+    from odc.geo.geobox import GeoBox
+    from odc.geo.xr import xr_coords
+
+    ny, nx = (size, size) if isinstance(size, int) else size
+    rng = np.random.default_rng(seed)
+    gbox = GeoBox.from_bbox((origin[0], origin[1] - ny * resolution, origin[0] + nx * resolution, origin[1]),
+                            crs=f"EPSG:{epsg}", resolution=resolution)
+    yy, xx = np.mgrid[0:ny, 0:nx] / max(ny, nx)
+    phase = rng.uniform(0, 6, 4)
+    field_ = np.sin(7 * xx + phase[0]) * np.cos(5 * yy + phase[1]) + 0.4 * np.sin(13 * (xx + yy) + phase[2])
+    spectra = {  # vegetation, water, soil
+        "coastal": (0.03, 0.06, 0.09), "blue": (0.03, 0.05, 0.10), "green": (0.06, 0.06, 0.13),
+        "red": (0.04, 0.04, 0.17), "rededge1": (0.10, 0.03, 0.20), "rededge2": (0.25, 0.02, 0.22),
+        "rededge3": (0.32, 0.02, 0.23), "nir": (0.35, 0.02, 0.25), "nir08": (0.36, 0.02, 0.26),
+        "nir09": (0.30, 0.01, 0.24), "cirrus": (0.003, 0.002, 0.004), "swir16": (0.18, 0.01, 0.30),
+        "swir22": (0.08, 0.01, 0.25),
+    }
+    w_veg = np.clip(field_ + 0.5, 0, 1)
+    w_wat = np.clip(-field_ - 0.6, 0, 1)
+    times = np.array([np.datetime64("2023-04-01") + np.timedelta64(int(d), "D")
+                      for d in np.cumsum(rng.integers(3, 15, dates))], dtype="datetime64[ns]")
+    holes = []
+    for _ in range(dates):
+        blob = np.zeros((ny, nx), bool)
+        if nodata_fraction > 0:
+            cy, cx = rng.uniform(0, 1, 2)
+            r2 = (yy - cy) ** 2 + (xx - cx) ** 2
+            blob = r2 < np.quantile(r2, nodata_fraction)
+        holes.append(blob)
+    data = {}
+    for b in bands:
+        veg, wat, soi = spectra[b]
+        base = w_veg * veg + w_wat * wat + (1 - np.clip(w_veg + w_wat, 0, 1)) * soi
+        stack = np.stack([np.where(holes[t], np.nan, base * (1 + 0.05 * np.sin(t)) + 0.005 * rng.standard_normal((ny, nx)))
+                          for t in range(dates)]).astype(np.float32)
+        data[b] = (("time", "y", "x"), stack, {"units": "1"})
+    coords = dict(xr_coords(gbox))
+    ds = xr.Dataset(data, coords={"time": times, **coords},
+                    attrs={"sensor": sensor, "product_level": sensor.rsplit("-", 1)[-1].upper(),
+                           "radiometry": "synthetic reflectance", "bands": list(bands)})
+    return ds.chunk({"time": 1, "y": chunks, "x": chunks}) if chunks else ds
+
+
+class TinyNet(torch.nn.Module):
+    """A small U-shaped network with one 2× downsampling, for inference tests.
+
+    Deterministic weights from ``seed``; receptive field 17 px (halo 8 covers it);
+    ``delay`` seconds of sleep per forward pass let tests catch a job in flight.
+    """
+
+    def __init__(self, n_in: int, n_out: int = 9, *, seed: int = 0, delay: float = 0.0) -> None:
+        from torch import nn
+
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.delay = delay
+        self.c1 = nn.Conv2d(n_in, 8, 3, padding=1)
+        self.down = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Conv2d(16, n_out, 1)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * (0.4 if p.ndim > 1 else 0.1))
+
+    def forward(self, x: Any) -> Any:
+        import torch.nn.functional as F
+
+        if self.delay:
+            time.sleep(self.delay)
+        a = torch.relu(self.c1(x))
+        b = torch.relu(self.c2(torch.relu(self.down(a))))
+        up = F.interpolate(b, scale_factor=2, mode="nearest")[..., : a.shape[-2], : a.shape[-1]]
+        return self.head(torch.cat([a, up], 1))
+
+
+def _build_tiny(root: Any, *, seed: int = 0, delay: float = 0.0) -> Any:
+    return TinyNet(len(_TINY_FEATURES), seed=seed, delay=delay).eval()
+
+
+_TINY_FEATURES = ("blue", "green", "red", "nir", "swir16", "ndvi")
+
+
+def _tiny_entry() -> Any:
+    from .classes import CLASSES
+    from .inputs import Feature, InputSpec
+    from .models.registry import ModelEntry
+
+    spec = InputSpec(tuple(Feature(n, "index" if n == "ndvi" else "band", shift=0.0 if n == "ndvi" else 0.15,
+                                   scale=1.0 if n == "ndvi" else 0.1) for n in _TINY_FEATURES),
+                     description="tiny test model: five bands and NDVI")
+    return ModelEntry(name="tiny-test", version="0", description="untrained test network (dwcube.testing)",
+                      inputs=spec, classes=tuple(CLASSES), output="logits", receptive_field=17, halo=8,
+                      alignment=2, min_size=2, build=_build_tiny)
+
+
+#: A registry entry for :class:`TinyNet` (not registered; pass it as ``model=``).
+TINY_MODEL = _tiny_entry()

@@ -38,6 +38,7 @@ __all__ = [
     "get_entry",
     "list_entries",
     "load_model",
+    "model_attrs",
     "register",
 ]
 
@@ -147,9 +148,20 @@ class LoadedModel:
     @property
     def attrs(self) -> dict[str, Any]:
         """Provenance for results made with this model."""
-        out = self.entry.provenance()
-        out.update({f"model_{k}": str(v) for k, v in sorted(self.options.items())})
-        return out
+        return model_attrs(self.entry, self.options)
+
+
+def model_attrs(entry: ModelEntry, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Provenance of results made with ``entry`` built with ``options`` (for ``attrs``).
+
+    Examples
+    --------
+    >>> model_attrs(get_entry("dynamic-world"), {"direction": "forward"})["model_direction"]
+    'forward'
+    """
+    out = entry.provenance()
+    out.update({f"model_{k}": str(v) for k, v in sorted((options or {}).items())})
+    return out
 
 
 _REGISTRY: dict[str, ModelEntry] = {}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Window", "plan_axis", "predict_tiled"]
+__all__ = ["Window", "plan_axis", "predict_tiled", "windows"]
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,9 @@ class Window:
         return slice(self.core[0] - self.read[0], self.core[1] - self.read[0])
 
 
-def plan_axis(n: int, *, tile: int, halo: int, alignment: int = 1, uniform: bool = False) -> list[Window]:
-    """Split ``range(n)`` into cores of ``tile`` pixels, each read with ``halo`` pixels of context.
+def plan_axis(n: int, *, tile: int, halo: int, alignment: int = 1, uniform: bool = False,
+              region: tuple[int, int] | None = None) -> list[Window]:
+    """Split ``range(n)`` (or ``range(*region)``) into cores of ``tile`` pixels, each read with ``halo`` pixels of context.
 
     With ``uniform=True`` every read window has the same length, ``tile + 2·halo`` (or the
     aligned image size when that is smaller): windows at the image edges take their extra
@@ -55,6 +56,10 @@ def plan_axis(n: int, *, tile: int, halo: int, alignment: int = 1, uniform: bool
         Context on each side (clipped at the image edges); a multiple of ``alignment``.
     alignment
         Every read window starts at a multiple of it.
+    region
+        ``(start, stop)``: only these outputs are wanted (a block's core inside its
+        overlap); reads may still use all of ``range(n)``.  ``start`` must be a multiple
+        of ``alignment``.
 
     Examples
     --------
@@ -62,16 +67,21 @@ def plan_axis(n: int, *, tile: int, halo: int, alignment: int = 1, uniform: bool
     [Window(core=(0, 5), read=(0, 5))]
     >>> [w.read for w in plan_axis(10, tile=4, halo=2, alignment=2, uniform=True)]
     [(0, 8), (2, 10), (2, 10)]
+    >>> [(w.core, w.read) for w in plan_axis(12, tile=4, halo=2, alignment=2, uniform=True, region=(2, 10))]
+    [((2, 6), (0, 8)), ((6, 10), (4, 12))]
     """
     if tile <= 0 or tile % alignment:
         raise ValueError(f"tile ({tile}) must be a positive multiple of the alignment ({alignment})")
     if halo < 0 or halo % alignment:
         raise ValueError(f"halo ({halo}) must be a non-negative multiple of the alignment ({alignment})")
+    first, last = (0, n) if region is None else region
+    if not 0 <= first <= last <= n or first % alignment:
+        raise ValueError(f"region {region} must lie in [0, {n}] and start at a multiple of {alignment}")
     out = []
     n_aligned = -(-n // alignment) * alignment
     length = min(tile + 2 * halo, n_aligned)
-    for start in range(0, n, tile):
-        stop = min(start + tile, n)
+    for start in range(first, last, tile):
+        stop = min(start + tile, last)
         if uniform:
             lo = min(max(start - halo, 0), n_aligned - length)
             out.append(Window((start, stop), (lo, lo + length)))
@@ -80,10 +90,18 @@ def plan_axis(n: int, *, tile: int, halo: int, alignment: int = 1, uniform: bool
     return out
 
 
-def _windows(h: int, w: int, tile: int, halo: int, alignment: int,
-             uniform: bool) -> Iterator[tuple[Window, Window]]:
-    for wy in plan_axis(h, tile=tile, halo=halo, alignment=alignment, uniform=uniform):
-        for wx in plan_axis(w, tile=tile, halo=halo, alignment=alignment, uniform=uniform):
+def windows(h: int, w: int, *, tile: int, halo: int, alignment: int = 1, uniform: bool = True,
+            region: tuple[tuple[int, int], tuple[int, int]] | None = None) -> Iterator[tuple[Window, Window]]:
+    """All ``(y, x)`` window pairs of an ``h × w`` image (see :func:`plan_axis`), row by row.
+
+    Examples
+    --------
+    >>> len(list(windows(10, 10, tile=4, halo=2, alignment=2)))
+    9
+    """
+    ry, rx = region if region is not None else (None, None)
+    for wy in plan_axis(h, tile=tile, halo=halo, alignment=alignment, uniform=uniform, region=ry):
+        for wx in plan_axis(w, tile=tile, halo=halo, alignment=alignment, uniform=uniform, region=rx):
             yield wy, wx
 
 
@@ -121,7 +139,7 @@ def predict_tiled(
     n, _, h, w = x.shape
     out: torch.Tensor | None = None
     groups: dict[tuple[int, int], list[tuple[Window, Window]]] = {}
-    for wy, wx in _windows(h, w, tile, halo, alignment, uniform):
+    for wy, wx in windows(h, w, tile=tile, halo=halo, alignment=alignment, uniform=uniform):
         ry, rx = wy.read[1] - wy.read[0], wx.read[1] - wx.read[0]
         groups.setdefault((-(-ry // alignment) * alignment, -(-rx // alignment) * alignment), []).append((wy, wx))
     for (py, px), members in groups.items():
