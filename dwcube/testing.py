@@ -50,6 +50,8 @@ __all__ = [
     "dem_item",
     "read_s2_product_metadata",
     "t29unu_items",
+    "eolearn_l1c_items",
+    "solar_angles",
     "shared_dir",
     "serve_directory",
     "serve_directory_process",
@@ -490,6 +492,91 @@ def t29unu_items(
         sun_zenith=md["sun_zenith"],
         tile="29UNU",
     )
+
+
+#: The eo-learn Slovenia patch: band order of its arrays, and the dates of its five L1C scenes.
+EOLEARN_BANDS = ("coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08",
+                 "nir09", "cirrus", "swir16", "swir22")
+EOLEARN_SCENE_DATES = ("2015-08-20", "2015-07-31", "2015-09-09", "2015-08-30", "2015-07-11")
+#: The patch's origin on a 10 m grid (its own grid is ~9.99 m; < 1 px shift).
+EOLEARN_TRANSFORM = (10.0, 0.0, 465180.0, 0.0, -10.0, 5080260.0)
+
+
+def eolearn_l1c_items(
+    shared: str | os.PathLike[str],
+    cog_dir: str | os.PathLike[str],
+    *,
+    base_url: str,
+    root: str | os.PathLike[str] | None = None,
+    scenes: Sequence[int] = (0, 1, 2, 3, 4),
+    tile: int = 1,
+) -> list[pystac.Item]:
+    """STAC items (with COGs) for the five real eo-learn Sentinel-2 L1C scenes (2015, baseline 02.xx).
+
+    Parameters
+    ----------
+    shared
+        The project's ``shared/`` folder.
+    cog_dir
+        Where the COGs are written (one folder per scene).
+    base_url, root
+        Asset hrefs are ``base_url`` + the path relative to ``root`` (default ``cog_dir``).
+    scenes
+        Which of the five scenes (0 = 2015-08-20 cloudy … 4 = 2015-07-11 clear).
+    tile
+        Repeat the 101 × 100 patch ``tile × tile`` times, mirrored so that it stays
+        continuous (for benchmarks that need larger areas of real pixels).
+
+    Examples
+    --------
+    >>> items = eolearn_l1c_items(shared, tmp / "cogs", base_url=url, root=tmp)   # doctest: +SKIP
+    """
+    cog_dir = Path(cog_dir)
+    arr = np.load(Path(shared) / "data" / "eolearn-slovenia" / "reference_scenes_l1c.npy")
+    items = []
+    for i in scenes:
+        dn = np.round(arr[i] * 10000).astype(np.uint16)
+        if tile > 1:
+            row = np.concatenate([dn if k % 2 == 0 else dn[:, ::-1] for k in range(tile)], axis=1)
+            dn = np.concatenate([row if k % 2 == 0 else row[::-1] for k in range(tile)], axis=0)
+        day = EOLEARN_SCENE_DATES[i]
+        infos = {b: write_cog(cog_dir / f"scene{i}" / f"{b}.tif", np.ascontiguousarray(dn[..., k]), epsg=32633,
+                              transform=EOLEARN_TRANSFORM)
+                 for k, b in enumerate(EOLEARN_BANDS)}
+        when = dt.datetime.fromisoformat(day).replace(hour=10, minute=0, tzinfo=dt.timezone.utc)
+        zenith, azimuth = solar_angles(when, lon=14.56, lat=45.87)
+        items.append(sentinel2_item(f"S2A_33TVL_{day.replace('-', '')}_0_L1C", when, infos, base_url=base_url,
+                                    root=root if root is not None else cog_dir, level="L1C",
+                                    processing_baseline="02.04", tile="33TVL", sun_azimuth=azimuth,
+                                    sun_zenith=zenith))
+    return items
+
+
+def solar_angles(when: dt.datetime, *, lon: float, lat: float) -> tuple[float, float]:
+    """Approximate solar zenith and azimuth (degrees, azimuth clockwise from north) at a UTC time.
+
+    NOAA's low-accuracy formulas (declination and equation of time from the fractional
+    year); good to ~0.5°, enough for cloud-shadow directions.
+
+    Examples
+    --------
+    >>> z, a = solar_angles(dt.datetime(2015, 9, 9, 10, tzinfo=dt.timezone.utc), lon=14.56, lat=45.87)
+    >>> round(z), round(a)
+    (42, 158)
+    """
+    utc = when.astimezone(dt.timezone.utc)
+    g = 2 * np.pi / 365 * (utc.timetuple().tm_yday - 1 + (utc.hour - 12) / 24)
+    eqtime = 229.18 * (0.000075 + 0.001868 * np.cos(g) - 0.032077 * np.sin(g) - 0.014615 * np.cos(2 * g)
+                       - 0.040849 * np.sin(2 * g))
+    decl = (0.006918 - 0.399912 * np.cos(g) + 0.070257 * np.sin(g) - 0.006758 * np.cos(2 * g)
+            + 0.000907 * np.sin(2 * g) - 0.002697 * np.cos(3 * g) + 0.00148 * np.sin(3 * g))
+    minutes = utc.hour * 60 + utc.minute + utc.second / 60 + eqtime + 4 * lon
+    ha = np.radians(minutes / 4 - 180)
+    phi = np.radians(lat)
+    cos_z = np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.cos(ha)
+    zen = np.arccos(np.clip(cos_z, -1, 1))
+    az = np.degrees(np.arctan2(np.sin(ha), np.cos(ha) * np.sin(phi) - np.tan(decl) * np.cos(phi))) + 180
+    return float(np.degrees(zen)), float(az % 360)
 
 
 # -- HTTP server with Range support -------------------------------------------------------------
