@@ -286,9 +286,9 @@ def _template(probability: xr.DataArray, enc: ArchiveEncoding) -> tuple[xr.Datas
         if name in enc.layers:
             out[name] = xr.DataArray(zeros3, dims=dims3, attrs=conf_attrs[name].attrs)
             encoding[name] = enc._fraction((1, c, c))
-    for name, coord in out.coords.items():
-        if coord.dtype.kind == "U":  # variable-length strings (stable in Zarr v3)
-            out.coords[name] = coord.astype(object)
+    for name, coord in list(out.coords.items()):
+        coord = coord.load()  # per-date properties and the grid: small, and xarray needs their dtype
+        out.coords[name] = coord.astype(object) if coord.dtype.kind == "U" else coord  # variable-length strings
     return out, encoding
 
 

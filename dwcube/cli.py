@@ -6,6 +6,12 @@ Commands
     The main job on its embedded default (see :mod:`dwcube.demo`).
 ``dwcube load CATALOG --out STORE ...``
     Search, load and normalise a cube and write it to a Zarr v3 store.
+``dwcube classify CATALOG --out STORE ...``
+    Search and load a cube, classify it with a registered model (local Dask, or a
+    cluster given by ``--scheduler``) and write or append it to a Zarr archive, with a
+    progress bar; ``--map`` also draws the labels to a PNG.
+``dwcube archive info STORE``
+    What an archive holds: model, classes, grid, dates, pending write, encoding, size.
 ``dwcube weights list | fetch NAME | verify NAME``
     Registered models and their pinned weights: list them, download them into the
     user cache (hash-checked), or check a local copy.
@@ -52,6 +58,55 @@ def _weights_command(args: argparse.Namespace) -> None:
         print(f"{entry.name}: {len(entry.weights.files)} files verified in {root}")
 
 
+def _classify_command(args: argparse.Namespace) -> None:
+    import contextlib
+
+    from .archive import ArchiveEncoding, write_archive
+    from .inference import classify
+    from .load import load
+    from .models.registry import get_entry
+
+    entry = get_entry(args.model)
+    spec = entry.inputs
+    client_cm: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if args.scheduler:
+        from dask.distributed import Client
+
+        client_cm = Client(args.scheduler)
+    with client_cm:
+        cube = load(
+            args.catalog, collections=args.collections, bbox=args.bbox, datetime=args.datetime,
+            resolution=args.resolution or spec.resolution, crs=args.crs, chunks=args.chunks,
+            resampling=spec.resampling or "bilinear", on_error=args.on_error,
+            **({"cloud_mask": False} if args.no_cloud_mask else {}),
+        )
+        print(f"cube: {cube.sizes['time']} date(s), {cube.sizes[cube.odc.spatial_dims[0]]} × "
+              f"{cube.sizes[cube.odc.spatial_dims[1]]} px, {cube.attrs.get('sensor')}", flush=True)
+        prob = classify(cube, entry, weights=args.weights, device=args.device, tile=args.tile,
+                        batch_size=args.batch_size)
+        enc = None  # an existing archive keeps its encoding; a new one gets the default
+        if args.precision or args.archive_chunk:
+            enc = ArchiveEncoding(precision=args.precision or "uint16", chunk=args.archive_chunk or 512)
+        report = write_archive(prob, args.out, mode=args.mode, encoding=enc, progress=not args.no_progress)
+    print(f"{args.out}: wrote {len(report.written)} date(s), skipped {len(report.skipped)} already stored"
+          + (f", resumed {report.blocks_resumed} finished block(s)" if report.blocks_resumed else ""))
+    if args.map:
+        from .archive import open_archive
+        from .plot import label_maps
+
+        label_maps(open_archive(args.out).label, suptitle=f"{entry.name} labels").savefig(args.map, dpi=120)
+        print(f"map: {args.map}")
+
+
+def _archive_command(args: argparse.Namespace) -> None:
+    import json
+
+    from .archive import archive_info, format_info
+
+    info = archive_info(args.store)
+    print(json.dumps(info, indent=1, default=str) if args.json else format_info(info))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dwcube`` command.
 
@@ -65,8 +120,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     demo = sub.add_parser("demo", help="run the main job offline on a sample scene (local Dask, local Zarr)")
     demo.add_argument("--workdir", default="dwcube-demo", help="output folder (default: ./dwcube-demo)")
-    demo.add_argument("--source", choices=["auto", "t29unu", "synthetic"], default="auto")
+    demo.add_argument("--source", choices=["auto", "eolearn", "synthetic"], default="auto")
     demo.add_argument("--workers", type=int, default=2, help="local Dask worker processes (0: threads only)")
+    demo.add_argument("--weights", help="Dynamic World weights folder (default: $DWCUBE_WEIGHTS, cache, shared/)")
+
+    cl = sub.add_parser("classify", help="load, classify and write (or append to) a Zarr archive")
+    cl.add_argument("catalog", help="STAC API URL or local catalogue file")
+    cl.add_argument("--out", required=True, help="output Zarr archive (created, or appended to)")
+    cl.add_argument("--collections", nargs="*")
+    cl.add_argument("--bbox", type=_bbox, help="west,south,east,north in degrees")
+    cl.add_argument("--datetime", help="date or range, e.g. 2024-05/2024-08")
+    cl.add_argument("--model", default="dynamic-world", help="registered model (default: dynamic-world)")
+    cl.add_argument("--weights", help="weights folder (default: $DWCUBE_WEIGHTS, then the user cache)")
+    cl.add_argument("--device", default="auto", help="auto (GPU when a worker has one), cpu, cuda, cuda:1")
+    cl.add_argument("--scheduler", help="address of a dask.distributed scheduler (default: local threads)")
+    cl.add_argument("--resolution", type=float, help="pixel size (default: the model's, 10 m)")
+    cl.add_argument("--crs")
+    cl.add_argument("--chunks", type=int, default=1024, help="Dask chunk size in pixels (default 1024)")
+    cl.add_argument("--tile", type=int, default=512, help="tile size inside a chunk (default 512)")
+    cl.add_argument("--batch-size", type=int, default=4)
+    cl.add_argument("--mode", choices=["a", "w", "w-"], default="a",
+                    help="a: create or append/resume (default); w-: create only; w: replace")
+    cl.add_argument("--precision", choices=["uint16", "uint8", "float32"], help="stored probabilities (new archives)")
+    cl.add_argument("--archive-chunk", type=int, help="archive chunk size in pixels (new archives; default 512)")
+    cl.add_argument("--no-cloud-mask", action="store_true", help="do not mask clouds (L1C is masked by default)")
+    cl.add_argument("--on-error", choices=["raise", "nan"], default="raise")
+    cl.add_argument("--map", help="also draw the labels to this PNG file")
+    cl.add_argument("--no-progress", action="store_true")
+
+    ar = sub.add_parser("archive", help="inspect a probability archive")
+    asub = ar.add_subparsers(dest="archive_command", required=True)
+    ai = asub.add_parser("info", help="model, classes, grid, dates, pending write, encoding and size")
+    ai.add_argument("store")
+    ai.add_argument("--json", action="store_true", help="machine-readable output")
 
     ld = sub.add_parser("load", help="load a normalised reflectance cube and write it to Zarr")
     ld.add_argument("catalog", help="STAC API URL or local catalogue file")
@@ -97,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
-            run_demo(args.workdir, source=args.source, n_workers=args.workers)
+            run_demo(args.workdir, source=args.source, n_workers=args.workers, weights=args.weights)
         elif args.command == "load":
             from .load import load
 
@@ -108,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             ds.to_zarr(args.out, mode="w-", zarr_format=3, consolidated=False)
             print(f"wrote {dict(ds.sizes)} to {args.out}")
+        elif args.command == "classify":
+            _classify_command(args)
+        elif args.command == "archive":
+            _archive_command(args)
         elif args.command == "weights":
             _weights_command(args)
     except Exception as exc:  # a clear one-line error for the shell, the traceback for --debug users
