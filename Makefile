@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed-core: $(BIN)/python pyproject.toml $(CONSTRAINTS)
-	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e .
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[plot]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed-core
@@ -34,6 +34,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_indices.py
 	$(BIN)/python benchmarks/bench_clouds.py
 	$(BIN)/python benchmarks/bench_dynamic_world.py $(if $(DWCUBE_TF_PYTHON),--tf-python $(DWCUBE_TF_PYTHON))
+	$(BIN)/python benchmarks/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) dwcube-demo
