@@ -16,6 +16,7 @@ the job stops after writing the reflectance cube and says how to get them.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import time
 from dataclasses import dataclass, field

@@ -65,8 +65,8 @@ def label_colormap(classes: Sequence[str] = CLASSES) -> tuple[Any, Any]:
     _mpl()
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
-    cmap = ListedColormap([COLORS.get(c, "#000000") for c in classes], name="dynamic_world")
-    cmap.set_bad(_NODATA_COLOR)
+    cmap = ListedColormap([COLORS.get(c, "#000000") for c in classes], name="dynamic_world").with_extremes(
+        bad=_NODATA_COLOR)
     return cmap, BoundaryNorm(np.arange(len(classes) + 1) - 0.5, len(classes))
 
 
