@@ -5,7 +5,7 @@ What is measured
 *Pipeline* (one row per area): the main job as a user runs it, on 2 cores —
 ``dwcube.load(api_url, collections=["sentinel-2-l1c"], chunks=CHUNK)`` (a real STAC API,
 ``rustac serve``, listing COGs served over loopback HTTP with ``Range`` support by
-:func:`dwcube.testing.serve_directory_process`) → ``dwcube.classify(cube, "dynamic-world",
+:func:`dwcube.testing.serve_directory` in its own process) → ``dwcube.classify(cube, "dynamic-world",
 device="cpu", compile=True, tile=TILE)`` → ``dwcube.write_archive(prob, store)`` (default
 encoding: uint16 probabilities + uint8 label + three uint16 confidence layers).  The timed
 span runs from the ``load`` call (search, grid, graph) to ``write_archive`` returning.
@@ -13,7 +13,9 @@ span runs from the ``load`` call (search, grid, graph) to ``write_archive`` retu
 *Model alone* (the baseline, same run): the compiled network on the already-normalised
 input of the same pixels held in memory (``model_inputs(cube).values``), through
 :func:`dwcube.inference.predict_block` with the same tile size, halo and batch size (the
-very function each pipeline task calls), ``keep_freed_memory()`` on, 2 torch threads.
+very function each pipeline task calls), ``keep_freed_memory()`` on, 2 torch threads, in
+one subprocess for all sizes (ascending; one warm-up call per size, then ``--repeats`` timed
+calls).
 *ratio* = median pipeline seconds / median model seconds: what reading, normalising,
 chunking with overlap, scheduling and archiving cost on top of the network.
 
@@ -23,6 +25,12 @@ mirrored k × k times), then cropped (``isel``, lazily) to ``--sizes`` square ed
 1×, 4×, 16× areas are 512², 1024², 2048² px by default: multiples of the chunk (512),
 so that every Dask block, and every tile inside it, has one shape and the network compiles
 once per process (tile 256 + 2 × 24 halo = 304² reads, 4 per block = one batch of 4).
+
+The HTTP server is ``dwcube.testing``'s, run as ``serve_directory_process`` does but with
+``TCP_NODELAY`` (``disable_nagle_algorithm``): as it stands the handler writes headers and
+body separately with Nagle's algorithm on, so every small response stalls ~40 ms on the
+client's delayed ACK (a cold read of 27 small COGs: 1.1 s instead of 0.2 s), which no real
+object store does.  ``--stock-server`` measures with the stock server.
 
 Units: 10 m pixels (1 px = 1e-4 km²).  *Mpx* counts pixel-dates (edge² × dates);
 *km²·date/min* is area × dates per minute (a 3-date stack of 1 km² counts as 3 km²·date).
@@ -38,21 +46,25 @@ runs a **warm-up job**: the same pipeline on a copy of the first timed date serv
 other URLs (same pixels, so the same block and tile shapes compile; other files, so
 nothing of GDAL's cache carries over) into a throw-away archive.  That warm-up costs the
 ``torch.compile`` time (10–30 s per tile shape) and is reported separately (*warm-up s*);
-the throughput figures exclude it.  *compiles in job* counts graphs Dynamo compiled during
-the timed job (0 = warm-up excluded compilation completely).
+the throughput figures exclude it.  *compiles warm-up+job* counts graphs Dynamo compiled in
+the warm-up and during the timed job (``+0`` = the figures hold no compilation).  With 2
+Dask threads the warm-up often compiles one shape twice: the first two tasks call the
+lazily compiled network at the same time and both compile (``cached_model``'s lock covers
+building the network, not ``torch.compile``'s first call).
 
 Memory (per pipeline subprocess, from ``/proc/self/status``): *RSS before* (interpreter,
 torch, the compiled network, after the warm-up), *peak job* (``VmHWM`` reset just before
 the timed job: the job's own peak), *peak process* (the whole process's peak, warm-up and
 compilation included).  Peak should stay flat with area (bounded by chunk size).  The
-model-alone worker's peak is shown for contrast (its whole input is in memory).
+model-alone worker's peak is shown for contrast (its whole input is in memory; one process
+for all sizes, ascending, so that column is an envelope: at least the previous size's).
 
 Storage: ``archive_info(store)["bytes_per_pixel_date"]`` (every file in the store, metadata
 included, over pixels × dates) of the pipeline's archive, and of archives written from the
 model-alone probabilities with the default ``ArchiveEncoding()`` (uint16) and with
 ``ArchiveEncoding(precision="uint8")``.
 
-Run: ``python benchmarks/bench_pipeline.py`` (≈ 10 min on 2 cores);
+Run: ``python benchmarks/bench_pipeline.py`` (roughly 10 min on 2 cores);
 ``--quick`` (tiny areas, 1 repeat, < 2 min) checks that everything works;
 ``--sizes 512 1024 2048 --repeats 3 --chunk 512 --tile 256`` are the defaults.
 """
@@ -138,7 +150,7 @@ def _pipeline(api: str, store: Path, a: argparse.Namespace) -> dict[str, Any]:
     t1 = time.perf_counter()
     report = dwcube.write_archive(prob, store, mode="w-")
     t2 = time.perf_counter()
-    return {"s": t2 - t0, "graph_s": t1 - t0, "dates": len(report.written), "blocks": report.blocks,
+    return {"s": t2 - t0, "graph_s": t1 - t0, "dates": len(report.written), "blocks": math.prod(prob.data.numblocks),
             "shape": [int(v) for v in prob.shape]}
 
 
@@ -173,6 +185,7 @@ def worker_pipeline(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def worker_model(a: argparse.Namespace) -> dict[str, Any]:
+    """The model alone, for every size in turn (ascending) in this one process (one compilation)."""
     import dask
     import numpy as np
     import torch
@@ -188,41 +201,48 @@ def worker_model(a: argparse.Namespace) -> dict[str, Any]:
 
     runtime.keep_freed_memory()
     entry = get_entry("dynamic-world")
-    with dask.config.set(scheduler="threads", num_workers=a.threads):
-        cube = _load_cube(a.api, a).load()
-        x = np.ascontiguousarray(dwcube.model_inputs(cube, entry.inputs).values, dtype=np.float32)
     root = W.resolve(entry.weights, a.weights)  # type: ignore[arg-type]
     runner = ModelRunner(entry, str(root), "cpu", (), True, a.tile, a.batch_size, 0.0)
-    rss_before = _status_mb("VmRSS")
-    t0 = time.perf_counter()
-    y = predict_block(x, runner)  # warm-up: compiles
-    first = time.perf_counter() - t0
-    reset = _reset_peak()
-    times = []
-    for _ in range(a.repeats):
+    out: dict[str, Any] = {}
+    for size, api in zip(a.sizes, a.apis, strict=True):
+        a.size = size
+        with dask.config.set(scheduler="threads", num_workers=a.threads):
+            cube = _load_cube(api, a).load()
+            x = np.ascontiguousarray(dwcube.model_inputs(cube, entry.inputs).values, dtype=np.float32)
+        graphs = _graphs()
         t0 = time.perf_counter()
-        y = predict_block(x, runner)
-        times.append(time.perf_counter() - t0)
-    peak = _status_mb("VmHWM")
-    # Archives of exactly these probabilities, in both packings (not timed).
-    prob = dwcube.classify(cube, "dynamic-world", weights=a.weights, device="cpu", compile=False,
-                           tile=a.tile, batch_size=a.batch_size).copy(data=y)
-    stored: dict[str, float] = {}
-    with dask.config.set(scheduler="threads", num_workers=a.threads):
-        for precision in ("uint16", "uint8"):
-            store = Path(a.store_dir) / f"model-{precision}.zarr"
-            dwcube.write_archive(prob, store, mode="w-", encoding=ArchiveEncoding(precision=precision))
-            stored[precision] = float(dwcube.archive_info(store)["bytes_per_pixel_date"])
-    return {"times": times, "first_s": first, "rss_before_mb": rss_before,
-            "peak_mb": peak if reset else float("nan"), "bytes_per_pixel_date": stored,
-            "valid": float(np.isfinite(y).all(axis=1).mean()), "shape": list(x.shape)}
+        y = predict_block(x, runner)  # warm-up: compiles (the first size, or a new batch shape)
+        first = time.perf_counter() - t0
+        reset = _reset_peak()
+        times = []
+        for _ in range(a.repeats):
+            t0 = time.perf_counter()
+            y = predict_block(x, runner)
+            times.append(time.perf_counter() - t0)
+        peak = _status_mb("VmHWM")
+        # Archives of exactly these probabilities, in both packings (not timed).
+        prob = dwcube.classify(cube, "dynamic-world", weights=a.weights, device="cpu", compile=False,
+                               tile=a.tile, batch_size=a.batch_size).copy(data=y)
+        stored: dict[str, float] = {}
+        with dask.config.set(scheduler="threads", num_workers=a.threads):
+            for precision in ("uint16", "uint8"):
+                store = Path(a.store_dir) / f"model-{size}-{precision}.zarr"
+                dwcube.write_archive(prob, store, mode="w-", encoding=ArchiveEncoding(precision=precision))
+                stored[precision] = float(dwcube.archive_info(store)["bytes_per_pixel_date"])
+                shutil.rmtree(store)
+        out[str(size)] = {"times": times, "first_s": first, "compiles": _graphs() - graphs,
+                          "peak_mb": peak if reset else float("nan"), "bytes_per_pixel_date": stored,
+                          "valid": float(np.isfinite(y).all(axis=1).mean()), "shape": list(x.shape)}
+        del cube, x, y, prob
+    return out
 
 
 # --- driver -----------------------------------------------------------------------------------
-def _spawn(kind: str, a: argparse.Namespace, size: int, api: str, warm_api: str, work: Path) -> dict[str, Any]:
-    store_dir = Path(tempfile.mkdtemp(prefix=f"{kind}-{size}-", dir=work))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--api", api, "--warm-api", warm_api,
-           "--store-dir", str(store_dir), "--sizes", str(size), "--chunk", str(a.chunk), "--tile", str(a.tile),
+def _spawn(kind: str, a: argparse.Namespace, sizes: Sequence[int], apis: Sequence[str], warm_api: str,
+           work: Path) -> dict[str, Any]:
+    store_dir = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=work))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--apis", *apis, "--warm-api", warm_api,
+           "--store-dir", str(store_dir), "--sizes", *map(str, sizes), "--chunk", str(a.chunk), "--tile", str(a.tile),
            "--batch-size", str(a.batch_size), "--threads", str(a.threads), "--torch-threads", str(a.torch_threads),
            "--model-threads", str(a.model_threads), "--weights", str(a.weights), "--repeats", str(a.repeats)]
     cmd += ["--cloud-mask"] if a.cloud_mask else []
@@ -230,24 +250,62 @@ def _spawn(kind: str, a: argparse.Namespace, size: int, api: str, warm_api: str,
     threads = a.torch_threads if kind == "pipeline" else a.model_threads
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), TORCHINDUCTOR_COMPILE_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     shutil.rmtree(store_dir, ignore_errors=True)
     if res.returncode:
-        raise RuntimeError(f"{kind} worker ({size}²) failed\n{res.stderr[-4000:]}")
+        raise RuntimeError(f"{kind} worker ({', '.join(map(str, sizes))}) failed\n{res.stderr[-4000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def _serve_nodelay(root: str, conn: Any) -> None:  # child process
+    from dwcube.testing import RangeRequestHandler, serve_directory
+
+    RangeRequestHandler.disable_nagle_algorithm = True  # TCP_NODELAY: no 40 ms Nagle/delayed-ACK stalls
+    with serve_directory(root) as (url, _):
+        conn.send(url)
+        conn.recv()  # until the parent says stop
+
+
 @contextlib.contextmanager
-def _apis(shared: Path, root: Path, url: str, size: int, scenes: Sequence[int]) -> Iterator[tuple[str, str]]:
-    """COGs for one size (timed scenes, and a copy of the first under other URLs for the warm-up),
-    and a STAC API for each set."""
+def _http_server(root: Path, *, stock: bool) -> Iterator[str]:
+    """The loopback COG server in its own process: ``serve_directory_process`` as it is
+    (``stock``), or the same server with Nagle's algorithm off (default)."""
+    from dwcube.testing import serve_directory_process
+
+    if stock:
+        with serve_directory_process(root) as url:
+            yield url
+        return
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve_nodelay, args=(str(root), child), daemon=True)
+    proc.start()
+    try:
+        if not parent.poll(60):
+            raise RuntimeError("the HTTP server process did not start within 60 s")
+        yield parent.recv()
+    finally:
+        with contextlib.suppress(OSError):
+            parent.send("stop")
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+
+
+def _serve_size(stack: contextlib.ExitStack, shared: Path, root: Path, url: str, size: int,
+                scenes: Sequence[int]) -> tuple[str, str]:
+    """COGs for one size (the timed scenes, and a copy of the first under other URLs for the
+    warm-up) and a STAC API for each set, open until ``stack`` closes."""
     from dwcube.testing import eolearn_l1c_items, stac_api
 
     k = max(1, math.ceil(size / PATCH_COLS))
     items = eolearn_l1c_items(shared, root / f"k{k}", base_url=url, root=root, scenes=scenes, tile=k)
     warm = eolearn_l1c_items(shared, root / f"k{k}-warmup", base_url=url, root=root, scenes=scenes[:1], tile=k)
-    with stac_api(items, root / f"api-{size}") as api, stac_api(warm, root / f"api-{size}-warmup") as warm_api:
-        yield api, warm_api
+    api = stack.enter_context(stac_api(items, root / f"api-{size}"))
+    warm_api = stack.enter_context(stac_api(warm, root / f"api-{size}-warmup"))
+    return api, warm_api
 
 
 def _median(values: Sequence[float]) -> float:
@@ -257,28 +315,33 @@ def _median(values: Sequence[float]) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=None,
-                   help="square edges in px (default 512 1024 2048: 1×, 4×, 16× the area)")
+                   help="square edges in px (default 512 1024 2048: 1×, 4×, 16× the area; --quick: 128 256)")
     p.add_argument("--repeats", type=int, default=None, help="pipeline jobs (fresh processes) per size, and "
-                   "timed model calls per size (default 3)")
+                   "timed model-alone calls per size (default 3; --quick: 1)")
     p.add_argument("--repeats-largest", type=int, default=None, help="pipeline jobs for the largest size "
                    "(default: --repeats)")
-    p.add_argument("--chunk", type=int, default=None, help="Dask chunk edge in px (default 512)")
-    p.add_argument("--tile", type=int, default=None, help="tile core in px inside a chunk (default 256)")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--scenes", type=int, nargs="+", default=[2, 3, 4], help="eo-learn scenes (dates) to load")
+    p.add_argument("--chunk", type=int, default=None, help="Dask chunk edge in px (default 512; --quick: 128)")
+    p.add_argument("--tile", type=int, default=None, help="tile core in px inside a chunk (default 256; --quick: 64)")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--scenes", type=int, nargs="+", default=[2, 3, 4],
+                   help="eo-learn scenes (dates) to load (default: the clear ones, 2 3 4)")
     p.add_argument("--threads", type=int, default=2, help="Dask threads (threaded scheduler)")
     p.add_argument("--torch-threads", type=int, default=1, help="torch threads per Dask thread in the pipeline")
     p.add_argument("--model-threads", type=int, default=2, help="torch threads of the model-alone baseline")
-    p.add_argument("--cloud-mask", action="store_true", help="load with the default L1C cloud mask (off: "
-                   "cloud_mask=False, the figures are then the loader + model + archive)")
+    p.add_argument("--cloud-mask", action="store_true", help="load with the default L1C cloud mask "
+                   "(default: cloud_mask=False, i.e. loader + model + archive)")
+    p.add_argument("--stock-server", action="store_true",
+                   help="serve the COGs with dwcube.testing.serve_directory_process as it is (Nagle's algorithm "
+                   "on: every small response waits ~40 ms for a delayed ACK); default: the same server with "
+                   "TCP_NODELAY")
     p.add_argument("--no-malloc", dest="malloc", action="store_false",
                    help="pipeline without keep_freed_memory() (classify does not set it itself)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes (128, 256), chunk 128, tile 64, 1 repeat")
-    p.add_argument("--shared", default=str(REPO.parent / "shared"))
+    p.add_argument("--quick", action="store_true", help="tiny sizes (128 256), chunk 128, tile 64, 1 repeat")
+    p.add_argument("--shared", default=str(REPO.parent / "shared"), help="the project's shared/ folder")
     p.add_argument("--weights", default=None, help="Dynamic World weights (default: SHARED/dynamicworld)")
-    p.add_argument("--keep", help="keep the COGs and archives in this folder (default: a temporary one)")
+    p.add_argument("--workdir", default=None, help="folder for the COGs (default: a temporary one, removed)")
     p.add_argument("--worker", choices=["pipeline", "model"], help=argparse.SUPPRESS)
-    p.add_argument("--api", help=argparse.SUPPRESS)
+    p.add_argument("--apis", nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--warm-api", help=argparse.SUPPRESS)
     p.add_argument("--store-dir", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -288,19 +351,22 @@ def main() -> None:
         if getattr(a, key) is None:
             setattr(a, key, value)
     a.weights = a.weights or str(Path(a.shared) / "dynamicworld")
-    if a.worker:
-        a.size = a.sizes[0]
-        print(json.dumps((worker_pipeline if a.worker == "pipeline" else worker_model)(a)))
+    a.sizes = sorted(a.sizes)
+    if a.worker == "pipeline":
+        a.size, a.api = a.sizes[0], a.apis[0]
+        print(json.dumps(worker_pipeline(a)))
+        return
+    if a.worker == "model":
+        print(json.dumps(worker_model(a)))
         return
 
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(REPO))
+    import torch
     from _report import machine, print_table
 
-    from dwcube.testing import serve_directory_process
-
     shared = Path(a.shared)
-    sizes = sorted(a.sizes)
+    sizes: list[int] = a.sizes
     for s in sizes:
         if s % a.chunk or a.chunk % a.tile:
             print(f"note: {s}² with chunk {a.chunk} and tile {a.tile} is not a whole number of chunks/tiles; "
@@ -309,65 +375,78 @@ def main() -> None:
     perf: list[dict[str, Any]] = []
     mem: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
-        work = Path(a.keep) if a.keep else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pipeline-")))
-        work.mkdir(parents=True, exist_ok=True)
-        url = stack.enter_context(serve_directory_process(work))
+        if a.workdir:
+            work = Path(a.workdir)
+            work.mkdir(parents=True, exist_ok=True)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pipeline-")))
+        url = stack.enter_context(_http_server(work, stock=a.stock_server))
+        t0 = time.perf_counter()
+        served = {s: _serve_size(stack, shared, work, url, s, a.scenes) for s in sizes}
+        print(f"data: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        models = _spawn("model", a, sizes, [served[s][0] for s in sizes], served[sizes[0]][1], work)
         for size in sizes:
+            m = models[str(size)]
+            print(f"{size}² model alone: {[round(t, 3) for t in m['times']]} s (first call {m['first_s']:.1f} s, "
+                  f"compiles {m['compiles']})", file=sys.stderr, flush=True)
+        for size in sizes:
+            api, warm_api = served[size]
             repeats = a.repeats_largest if (size == sizes[-1] and a.repeats_largest) else a.repeats
-            t0 = time.perf_counter()
-            with _apis(shared, work, url, size, a.scenes) as (api, warm_api):
-                setup = time.perf_counter() - t0
-                model = _spawn("model", a, size, api, warm_api, work)
-                print(f"{size}²: data {setup:.1f} s; model alone {model['times']} s "
-                      f"(first call {model['first_s']:.1f} s)", file=sys.stderr, flush=True)
-                runs = []
-                for i in range(repeats):
-                    r = _spawn("pipeline", a, size, api, warm_api, work)
-                    runs.append(r)
-                    print(f"{size}² pipeline {i + 1}/{repeats}: {r['s']:.2f} s (warm-up {r['warmup_s']:.1f} s, "
-                          f"compiles {r['compiles_warmup']}+{r['compiles_job']}), peak {r['peak_job_mb']:.0f} MB",
-                          file=sys.stderr, flush=True)
+            runs = []
+            for i in range(repeats):
+                r = _spawn("pipeline", a, [size], [api], warm_api, work)
+                runs.append(r)
+                print(f"{size}² pipeline {i + 1}/{repeats}: {r['s']:.2f} s (warm-up {r['warmup_s']:.1f} s, "
+                      f"compiles {r['compiles_warmup']}+{r['compiles_job']}), peak {r['peak_job_mb']:.0f} MB",
+                      file=sys.stderr, flush=True)
+            m = models[str(size)]
             dates = runs[0]["dates"]
             mpx = dates * size * size / 1e6
             km2 = size * size * KM2_PER_PX
             t_pipe = _median([r["s"] for r in runs])
-            t_model = _median(model["times"])
+            t_model = _median(m["times"])
+            label = f"{size}² px ({size * size / base:.0f}×)"
             perf.append({
-                "area": f"{size}² px ({size * size / base:.0f}×)", "km²": km2, "dates": dates, "Mpx": mpx,
-                "runs": len(runs), "pipeline s": t_pipe, "of which load+graph s": _median([r["graph_s"] for r in runs]),
+                "area": label, "km²": km2, "dates": dates, "Mpx": mpx, "runs": len(runs),
+                "pipeline s": t_pipe, "of which load+graph s": _median([r["graph_s"] for r in runs]),
                 "pipeline Mpx/s": mpx / t_pipe, "pipeline km²·date/min": km2 * dates / (t_pipe / 60),
                 "model s": t_model, "model Mpx/s": mpx / t_model, "ratio pipeline/model": t_pipe / t_model,
                 "warm-up s (compile + 1 date)": _median([r["warmup_s"] for r in runs]),
-                "compiles warm-up+job": "/".join(sorted({f"{r['compiles_warmup']}+{r['compiles_job']}" for r in runs})),
+                "compiles warm-up+job": " ".join(sorted({f"{r['compiles_warmup']}+{r['compiles_job']}" for r in runs})),
             })
             mem.append({
-                "area": f"{size}² px ({size * size / base:.0f}×)", "blocks": runs[0]["blocks"],
+                "area": label, "Dask blocks": runs[0]["blocks"],
                 "RSS before job MB": _median([r["rss_before_mb"] for r in runs]),
                 "peak job MB": _median([r["peak_job_mb"] for r in runs]),
                 "peak process MB": _median([r["peak_process_mb"] for r in runs]),
-                "model-alone peak MB": model["peak_mb"],
+                "model-alone peak MB": m["peak_mb"],
                 "B/px/date pipeline (uint16)": _median([r["bytes_per_pixel_date"] for r in runs]),
-                "B/px/date uint16": model["bytes_per_pixel_date"]["uint16"],
-                "B/px/date uint8": model["bytes_per_pixel_date"]["uint8"],
+                "B/px/date uint16": m["bytes_per_pixel_date"]["uint16"],
+                "B/px/date uint8": m["bytes_per_pixel_date"]["uint8"],
             })
             if any(r["children"] for r in runs):
                 print("note: a pipeline worker had child processes; their memory is not counted", file=sys.stderr)
-    import torch
 
     malloc = "keep_freed_memory on" if a.malloc else "keep_freed_memory OFF"
     mask = "L1C cloud mask on" if a.cloud_mask else "cloud_mask=False"
+    server = "stock serve_directory_process" if a.stock_server else "serve_directory with TCP_NODELAY"
     print_table(
-        f"Pipeline (local STAC API + HTTP COGs → load → classify → write_archive) against the model alone; "
+        f"Pipeline (local STAC API (rustac) + HTTP COGs ({server}) → load → classify → write_archive) against "
+        f"the model alone; "
         f"eo-learn L1C scenes {tuple(a.scenes)}, {mask}; chunks {a.chunk}², tiles {a.tile}² + halo 24, batch "
-        f"{a.batch_size}; pipeline: fresh process per job, Dask threaded scheduler with {a.threads} threads × "
-        f"{a.torch_threads} torch thread(s), {malloc}, warm-up job excluded (compilation in 'warm-up s'); "
-        f"model alone: predict_block on in-memory normalised input, {a.model_threads} torch threads; medians "
-        f"of {a.repeats} ({a.repeats_largest or a.repeats} for the largest); torch {torch.__version__}; "
-        f"{machine()}", perf, digits=3)
+        f"{a.batch_size}. Pipeline: a fresh process per job, Dask threaded scheduler with {a.threads} threads × "
+        f"{a.torch_threads} torch thread(s), {malloc}, after a warm-up job in the same process (its time, "
+        f"compilation included, is 'warm-up s'; not in the figures). Model alone: predict_block on the in-memory "
+        f"normalised input, {a.model_threads} torch threads, warm. Medians of {a.repeats} "
+        f"({a.repeats_largest or a.repeats} for the largest); ratio = median pipeline s / median model s; "
+        f"torch {torch.__version__}; {machine()}", perf, digits=3)
     print()
-    print_table("Memory (RSS of the pipeline process; peak job = VmHWM reset after the warm-up) and bytes "
-                "stored per pixel per date (whole store, metadata included; uint16/uint8 columns: the model-alone "
-                "probabilities written with ArchiveEncoding() and ArchiveEncoding(precision='uint8'))", mem, digits=2)
+    print_table(
+        "Memory (MB of RSS of the pipeline process: 'peak job' = VmHWM reset after the warm-up, 'peak process' = "
+        "its whole life, compilation included; model alone: one process for all sizes, ascending, so its peak is "
+        "an envelope) and bytes stored per pixel per date (every file of the store over pixels × dates; uint16 "
+        "and uint8 columns: the model-alone probabilities written with ArchiveEncoding() and "
+        "ArchiveEncoding(precision='uint8'))", mem, digits=2)
 
 
 if __name__ == "__main__":
