@@ -600,6 +600,8 @@ class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
     n-th request with 503; 0 = never) and ``stats``.
     """
 
+    disable_nagle_algorithm = True  # headers and body go out at once (no ~40 ms delayed-ACK stall per reply)
+
     fail_every: int = 0
     stats: ServerStats
     protocol_version = "HTTP/1.1"
