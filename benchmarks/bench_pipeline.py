@@ -26,11 +26,8 @@ mirrored k × k times), then cropped (``isel``, lazily) to ``--sizes`` square ed
 so that every Dask block, and every tile inside it, has one shape and the network compiles
 once per process (tile 256 + 2 × 24 halo = 304² reads, 4 per block = one batch of 4).
 
-The HTTP server is ``dwcube.testing``'s, run as ``serve_directory_process`` does but with
-``TCP_NODELAY`` (``disable_nagle_algorithm``): as it stands the handler writes headers and
-body separately with Nagle's algorithm on, so every small response stalls ~40 ms on the
-client's delayed ACK (a cold read of 27 small COGs: 1.1 s instead of 0.2 s), which no real
-object store does.  ``--stock-server`` measures with the stock server.
+The HTTP server is ``dwcube.testing.serve_directory_process`` (its handler sends with
+``TCP_NODELAY``, so small responses do not stall ~40 ms on the client's delayed ACK).
 
 Units: 10 m pixels (1 px = 1e-4 km²).  *Mpx* counts pixel-dates (edge² × dates);
 *km²·date/min* is area × dates per minute (a 3-date stack of 1 km² counts as 3 km²·date).
@@ -82,7 +79,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -257,43 +254,6 @@ def _spawn(kind: str, a: argparse.Namespace, sizes: Sequence[int], apis: Sequenc
     return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _serve_nodelay(root: str, conn: Any) -> None:  # child process
-    from dwcube.testing import RangeRequestHandler, serve_directory
-
-    RangeRequestHandler.disable_nagle_algorithm = True  # TCP_NODELAY: no 40 ms Nagle/delayed-ACK stalls
-    with serve_directory(root) as (url, _):
-        conn.send(url)
-        conn.recv()  # until the parent says stop
-
-
-@contextlib.contextmanager
-def _http_server(root: Path, *, stock: bool) -> Iterator[str]:
-    """The loopback COG server in its own process: ``serve_directory_process`` as it is
-    (``stock``), or the same server with Nagle's algorithm off (default)."""
-    from dwcube.testing import serve_directory_process
-
-    if stock:
-        with serve_directory_process(root) as url:
-            yield url
-        return
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve_nodelay, args=(str(root), child), daemon=True)
-    proc.start()
-    try:
-        if not parent.poll(60):
-            raise RuntimeError("the HTTP server process did not start within 60 s")
-        yield parent.recv()
-    finally:
-        with contextlib.suppress(OSError):
-            parent.send("stop")
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-
-
 def _serve_size(stack: contextlib.ExitStack, shared: Path, root: Path, url: str, size: int,
                 scenes: Sequence[int]) -> tuple[str, str]:
     """COGs for one size (the timed scenes, and a copy of the first under other URLs for the
@@ -330,10 +290,6 @@ def main() -> None:
     p.add_argument("--model-threads", type=int, default=2, help="torch threads of the model-alone baseline")
     p.add_argument("--cloud-mask", action="store_true", help="load with the default L1C cloud mask "
                    "(default: cloud_mask=False, i.e. loader + model + archive)")
-    p.add_argument("--stock-server", action="store_true",
-                   help="serve the COGs with dwcube.testing.serve_directory_process as it is (Nagle's algorithm "
-                   "on: every small response waits ~40 ms for a delayed ACK); default: the same server with "
-                   "TCP_NODELAY")
     p.add_argument("--no-malloc", dest="malloc", action="store_false",
                    help="pipeline without keep_freed_memory() (classify does not set it itself)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (128 256), chunk 128, tile 64, 1 repeat")
@@ -374,13 +330,15 @@ def main() -> None:
     base = sizes[0] ** 2
     perf: list[dict[str, Any]] = []
     mem: list[dict[str, Any]] = []
+    from dwcube.testing import serve_directory_process
+
     with contextlib.ExitStack() as stack:
         if a.workdir:
             work = Path(a.workdir)
             work.mkdir(parents=True, exist_ok=True)
         else:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pipeline-")))
-        url = stack.enter_context(_http_server(work, stock=a.stock_server))
+        url = stack.enter_context(serve_directory_process(work))
         t0 = time.perf_counter()
         served = {s: _serve_size(stack, shared, work, url, s, a.scenes) for s in sizes}
         print(f"data: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
@@ -429,9 +387,8 @@ def main() -> None:
 
     malloc = "keep_freed_memory on" if a.malloc else "keep_freed_memory OFF"
     mask = "L1C cloud mask on" if a.cloud_mask else "cloud_mask=False"
-    server = "stock serve_directory_process" if a.stock_server else "serve_directory with TCP_NODELAY"
     print_table(
-        f"Pipeline (local STAC API (rustac) + HTTP COGs ({server}) → load → classify → write_archive) against "
+        f"Pipeline (local STAC API (rustac) + HTTP COGs (serve_directory_process) → load → classify → write_archive) against "
         f"the model alone; "
         f"eo-learn L1C scenes {tuple(a.scenes)}, {mask}; chunks {a.chunk}², tiles {a.tile}² + halo 24, batch "
         f"{a.batch_size}. Pipeline: a fresh process per job, Dask threaded scheduler with {a.threads} threads × "

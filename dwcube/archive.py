@@ -243,10 +243,6 @@ def _open_group(store: str, mode: str = "r") -> zarr.Group | None:
         return None
 
 
-def _exists(store: str) -> bool:
-    return _open_group(store) is not None
-
-
 def _iso(times: Any) -> list[str]:
     return [str(np.datetime64(t, "us")) for t in np.asarray(times)]
 
@@ -550,6 +546,16 @@ def _compute(tasks: list[Any], progress: bool) -> None:
 # -- reading ----------------------------------------------------------------------------------
 
 
+def _archive_group(path: str) -> zarr.Group:
+    """The root group of an existing archive, or a clear error."""
+    group = _open_group(path)
+    if group is None:
+        raise FileNotFoundError(f"no Zarr archive at {path}")
+    if "dwcube_archive" not in group.attrs:
+        raise ArchiveError(f"{path} is not a dwcube archive (no attrs['dwcube_archive'])")
+    return group
+
+
 def open_archive(store: str | os.PathLike[str], *, chunks: Any = None) -> xr.Dataset:
     """Open an archive lazily: its complete dates, float32 layers, and the grid with its CRS.
 
@@ -579,11 +585,7 @@ def open_archive(store: str | os.PathLike[str], *, chunks: Any = None) -> xr.Dat
     >>> ds.label.isel(time=-1).plot()        # doctest: +SKIP
     """
     path = _store_path(store)
-    group = _open_group(path)
-    if group is None:
-        raise FileNotFoundError(f"no Zarr archive at {path}")
-    if "dwcube_archive" not in group.attrs:
-        raise ArchiveError(f"{path} is not a dwcube archive (no attrs['dwcube_archive'])")
+    _archive_group(path)
     ds = xr.open_zarr(path, consolidated=False, zarr_format=3, chunks=chunks if chunks is not None else {})
     pending = ds.attrs.get("dwcube_pending")
     if pending:
@@ -614,11 +616,7 @@ def archive_info(store: str | os.PathLike[str]) -> dict[str, Any]:
     >>> info["dates"]["count"], info["bytes_per_pixel_date"]   # doctest: +SKIP
     """
     path = _store_path(store)
-    group = _open_group(path)
-    if group is None:
-        raise FileNotFoundError(f"no Zarr archive at {path}")
-    if "dwcube_archive" not in group.attrs:
-        raise ArchiveError(f"{path} is not a dwcube archive (no attrs['dwcube_archive'])")
+    group = _archive_group(path)
     fp = dict(group.attrs["dwcube_archive"])  # type: ignore[arg-type]
     pending = dict(group.attrs.get("dwcube_pending") or {})  # type: ignore[arg-type]
     times = _stored_times(group)

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -224,8 +224,7 @@ def predict_block(
         groups: dict[tuple[int, int], list[tuple[int, Any, Any]]] = {}
         for job in part:  # equal read shapes batch together (uniform tiles: one shape per block)
             _, wy, wx = job
-            shape = (-(-(wy.read[1] - wy.read[0]) // align) * align, -(-(wx.read[1] - wx.read[0]) // align) * align)
-            groups.setdefault(shape, []).append(job)
+            groups.setdefault((wy.aligned_length(align), wx.aligned_length(align)), []).append(job)
         for (ph, pw), members in groups.items():
             batch = np.empty((len(members), x.shape[1], ph, pw), dtype=np.float32)
             for k, (t, wy, wx) in enumerate(members):

@@ -29,6 +29,10 @@ class Window:
     core: tuple[int, int]
     read: tuple[int, int]
 
+    def aligned_length(self, alignment: int) -> int:
+        """The read length rounded up to the alignment (what the network is given)."""
+        return -(-(self.read[1] - self.read[0]) // alignment) * alignment
+
     @property
     def inner(self) -> slice:
         """The core inside the read window (indices into the tile's output)."""
@@ -140,8 +144,7 @@ def predict_tiled(
     out: torch.Tensor | None = None
     groups: dict[tuple[int, int], list[tuple[Window, Window]]] = {}
     for wy, wx in windows(h, w, tile=tile, halo=halo, alignment=alignment, uniform=uniform):
-        ry, rx = wy.read[1] - wy.read[0], wx.read[1] - wx.read[0]
-        groups.setdefault((-(-ry // alignment) * alignment, -(-rx // alignment) * alignment), []).append((wy, wx))
+        groups.setdefault((wy.aligned_length(alignment), wx.aligned_length(alignment)), []).append((wy, wx))
     for (py, px), members in groups.items():
         for i in range(0, len(members), batch_size):
             part = members[i:i + batch_size]
