@@ -58,6 +58,7 @@ import xarray as xr
 import zarr
 
 from .classes import NODATA_LABEL
+from .execute import compute_in_waves, scheduler_threads
 from .probability import _argmax, _confidence, confidence, label
 
 __all__ = [
@@ -375,6 +376,7 @@ def write_archive(
     mode: Literal["a", "w", "w-"] = "a",
     encoding: ArchiveEncoding | None = None,
     progress: bool = False,
+    wave_blocks: int | None = None,
 ) -> ArchiveWrite:
     """Compute a probability cube and store it (with its label and confidence) in a Zarr archive.
 
@@ -392,7 +394,12 @@ def write_archive(
         Storage precision, chunking and layers (default :class:`ArchiveEncoding`); an
         existing archive keeps its own, and a different one is refused.
     progress
-        Show a progress bar (Dask's, or the distributed client's when one is active).
+        Show a one-line progress bar (blocks written) on stderr.
+    wave_blocks
+        Blocks computed together: the write runs in waves of whole rows of blocks, taken in
+        (date, row) order (:func:`dwcube.execute.compute_in_waves`), each wave at least this
+        many blocks (default twice the scheduler's threads). Every task still runs once;
+        peak memory follows the wave and the width of the area, not its size.
 
     Returns
     -------
@@ -492,7 +499,8 @@ def write_archive(
     data = cube.data if isinstance(cube.data, da.Array) else da.from_array(cube.data, chunks=(1, -1, c, c))
     data = data.rechunk((1, -1, c, c))
     blocks = data.to_delayed()
-    tasks = []
+    tasks, waves = [], []
+    rows_per_wave = max(1, -(-(wave_blocks or 2 * scheduler_threads()) // nxc))
     for ti in range(len(targets)):
         for yi in range(nyc):
             for xi in range(nxc):
@@ -505,9 +513,9 @@ def write_archive(
                 tasks.append(dask.delayed(_write_block, pure=False)(
                     blocks[ti, 0, yi, xi], path, start + ti, ys, xs, index, enc,
                     dask_key_name=f"write-archive-{start + ti}-{yi}-{xi}-{dask.base.tokenize(path, index)}"))
+                waves.append((ti * nyc + yi) // rows_per_wave)  # rows in (date, y) order
     report.blocks = len(tasks)
-    if tasks:
-        _compute(tasks, progress)
+    compute_in_waves(tasks, waves, progress=progress, label="writing archive")
     group = zarr.open_group(path, mode="r+", zarr_format=3)
     if not _done_blocks(group, (total, nyc, nxc))[start:].all():  # pragma: no cover - a task lied
         raise ArchiveError(f"{path}: some blocks were not marked done; rerun the write to resume it")
@@ -518,29 +526,6 @@ def write_archive(
         del group["_progress"]
     report.written = _iso(targets)
     return report
-
-
-def _compute(tasks: list[Any], progress: bool) -> None:
-    try:
-        from distributed import get_client
-
-        client = get_client()
-    except (ImportError, ValueError):
-        client = None
-    if client is not None:
-        futures = client.compute(tasks)
-        if progress:
-            from distributed import progress as show
-
-            show(futures)
-        client.gather(futures)
-    elif progress:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar():
-            dask.compute(*tasks)
-    else:
-        dask.compute(*tasks)
 
 
 # -- reading ----------------------------------------------------------------------------------

@@ -159,6 +159,24 @@ def cached_model(runner: ModelRunner) -> tuple[torch.nn.Module, torch.device]:
     return hit
 
 
+_COMPILED_SHAPES: set[tuple[Any, ...]] = set()
+_COMPILE_LOCK = threading.Lock()
+
+
+def _forward(module: torch.nn.Module, xt: torch.Tensor, runner: ModelRunner, device: torch.device) -> torch.Tensor:
+    """``module(xt)``; with a compiled network, the first call per input shape (which compiles)
+    runs alone, so concurrent tasks of a worker wait for it instead of compiling it again."""
+    if not (runner.compile and device.type == "cpu"):
+        return module(xt)
+    signature = (runner.key(), tuple(xt.shape))
+    if signature in _COMPILED_SHAPES:
+        return module(xt)
+    with _COMPILE_LOCK:
+        y = module(xt)
+        _COMPILED_SHAPES.add(signature)
+    return y
+
+
 def clear_model_cache() -> None:
     """Forget the networks built in this process (frees their memory).
 
@@ -166,8 +184,9 @@ def clear_model_cache() -> None:
     --------
     >>> clear_model_cache()
     """
-    with _CACHE_LOCK:
+    with _CACHE_LOCK, _COMPILE_LOCK:
         _CACHE.clear()
+        _COMPILED_SHAPES.clear()
 
 
 def predict_block(
@@ -237,7 +256,7 @@ def predict_block(
                     batch[k, :, :, tw:] = batch[k, :, :, tw - 1:tw]
             with torch.inference_mode():
                 xt = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
-                y = module(xt)
+                y = _forward(module, xt, runner, device)
                 if entry.output == "logits":
                     y = torch.softmax(y.float(), dim=1)
                 y = y.float().cpu().numpy()
