@@ -39,15 +39,14 @@ Every pipeline job runs in a fresh subprocess (one per size and repeat) with Das
 threads, ``keep_freed_memory()`` on (``classify`` does not set it; without it the
 compiled network is ~3× slower), and ``TORCHINDUCTOR_COMPILE_THREADS=1`` (no compile
 worker processes: the subprocess is the whole job).  Before the timed job the subprocess
-runs a **warm-up job**: the same pipeline on a copy of the first timed date served under
-other URLs (same pixels, so the same block and tile shapes compile; other files, so
-nothing of GDAL's cache carries over) into a throw-away archive.  That warm-up costs the
+runs a **warm-up job**: the smallest size's whole job (all dates) on copies of its COGs
+served under other URLs (same block and tile shapes, so everything compiles; the same
+number of blocks in flight, so both threads' allocations are warm; other files, so nothing
+of GDAL's cache carries over) into a throw-away archive.  That warm-up costs the
 ``torch.compile`` time (10–30 s per tile shape) and is reported separately (*warm-up s*);
 the throughput figures exclude it.  *compiles warm-up+job* counts graphs Dynamo compiled in
-the warm-up and during the timed job (``+0`` = the figures hold no compilation).  With 2
-Dask threads the warm-up often compiles one shape twice: the first two tasks call the
-lazily compiled network at the same time and both compile (``cached_model``'s lock covers
-building the network, not ``torch.compile``'s first call).
+the warm-up and during the timed job (``+0`` = the figures hold no compilation); a new
+shape compiles once per process, the other threads wait for it.
 
 Memory (per pipeline subprocess, from ``/proc/self/status``): *RSS before* (interpreter,
 torch, the compiled network, after the warm-up), *peak job* (``VmHWM`` reset just before
@@ -124,24 +123,24 @@ def _graphs() -> int:
 
 
 # --- workers (fresh subprocesses) -------------------------------------------------------------
-def _load_cube(api: str, a: argparse.Namespace) -> Any:
+def _load_cube(api: str, a: argparse.Namespace, size: int) -> Any:
     import dwcube
     from dwcube.models.dynamic_world import BANDS
 
     cube = dwcube.load(api, collections=["sentinel-2-l1c"], bands=list(BANDS), resolution=10.0,
                        chunks=a.chunk, cloud_mask="auto" if a.cloud_mask else False)
     ydim, xdim = cube.odc.spatial_dims
-    if cube.sizes[ydim] < a.size or cube.sizes[xdim] < a.size:
-        raise RuntimeError(f"cube is {cube.sizes[ydim]} × {cube.sizes[xdim]} px, smaller than {a.size}²")
-    return cube.isel({ydim: slice(0, a.size), xdim: slice(0, a.size)})
+    if cube.sizes[ydim] < size or cube.sizes[xdim] < size:
+        raise RuntimeError(f"cube is {cube.sizes[ydim]} × {cube.sizes[xdim]} px, smaller than {size}²")
+    return cube.isel({ydim: slice(0, size), xdim: slice(0, size)})
 
 
-def _pipeline(api: str, store: Path, a: argparse.Namespace) -> dict[str, Any]:
+def _pipeline(api: str, store: Path, a: argparse.Namespace, size: int) -> dict[str, Any]:
     """The job: load → classify → write_archive; returns its timings and what it wrote."""
     import dwcube
 
     t0 = time.perf_counter()
-    cube = _load_cube(api, a)
+    cube = _load_cube(api, a, size)
     prob = dwcube.classify(cube, "dynamic-world", weights=a.weights, device="cpu", compile=True,
                            tile=a.tile, batch_size=a.batch_size)
     t1 = time.perf_counter()
@@ -163,12 +162,12 @@ def worker_pipeline(a: argparse.Namespace) -> dict[str, Any]:
     malloc = runtime.keep_freed_memory() if a.malloc else False
     work = Path(a.store_dir)
     with dask.config.set(scheduler="threads", num_workers=a.threads):
-        warm = _pipeline(a.warm_api, work / "warmup.zarr", a)
+        warm = _pipeline(a.warm_api, work / "warmup.zarr", a, a.warm_size)
         graphs_warm = _graphs()
         peak_warm = _status_mb("VmHWM")
         reset = _reset_peak()
         rss_before = _status_mb("VmRSS")
-        job = _pipeline(a.api, work / "job.zarr", a)
+        job = _pipeline(a.api, work / "job.zarr", a, a.size)
         peak_job = _status_mb("VmHWM")
     info = dwcube.archive_info(work / "job.zarr")
     return {
@@ -204,7 +203,7 @@ def worker_model(a: argparse.Namespace) -> dict[str, Any]:
     for size, api in zip(a.sizes, a.apis, strict=True):
         a.size = size
         with dask.config.set(scheduler="threads", num_workers=a.threads):
-            cube = _load_cube(api, a).load()
+            cube = _load_cube(api, a, size).load()
             x = np.ascontiguousarray(dwcube.model_inputs(cube, entry.inputs).values, dtype=np.float32)
         graphs = _graphs()
         t0 = time.perf_counter()
@@ -239,7 +238,7 @@ def _spawn(kind: str, a: argparse.Namespace, sizes: Sequence[int], apis: Sequenc
            work: Path) -> dict[str, Any]:
     store_dir = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=work))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--apis", *apis, "--warm-api", warm_api,
-           "--store-dir", str(store_dir), "--sizes", *map(str, sizes), "--chunk", str(a.chunk), "--tile", str(a.tile),
+           "--store-dir", str(store_dir), "--warm-size", str(a.sizes[0]), "--sizes", *map(str, sizes), "--chunk", str(a.chunk), "--tile", str(a.tile),
            "--batch-size", str(a.batch_size), "--threads", str(a.threads), "--torch-threads", str(a.torch_threads),
            "--model-threads", str(a.model_threads), "--weights", str(a.weights), "--repeats", str(a.repeats)]
     cmd += ["--cloud-mask"] if a.cloud_mask else []
@@ -255,17 +254,18 @@ def _spawn(kind: str, a: argparse.Namespace, sizes: Sequence[int], apis: Sequenc
 
 
 def _serve_size(stack: contextlib.ExitStack, shared: Path, root: Path, url: str, size: int,
-                scenes: Sequence[int]) -> tuple[str, str]:
-    """COGs for one size (the timed scenes, and a copy of the first under other URLs for the
-    warm-up) and a STAC API for each set, open until ``stack`` closes."""
+                scenes: Sequence[int], *, warm: bool) -> tuple[str, str | None]:
+    """COGs for one size (the timed scenes, and with ``warm`` a copy of them under other URLs
+    for the warm-up job) and a STAC API for each set, open until ``stack`` closes."""
     from dwcube.testing import eolearn_l1c_items, stac_api
 
     k = max(1, math.ceil(size / PATCH_COLS))
     items = eolearn_l1c_items(shared, root / f"k{k}", base_url=url, root=root, scenes=scenes, tile=k)
-    warm = eolearn_l1c_items(shared, root / f"k{k}-warmup", base_url=url, root=root, scenes=scenes[:1], tile=k)
     api = stack.enter_context(stac_api(items, root / f"api-{size}"))
-    warm_api = stack.enter_context(stac_api(warm, root / f"api-{size}-warmup"))
-    return api, warm_api
+    if not warm:
+        return api, None
+    copies = eolearn_l1c_items(shared, root / f"k{k}-warmup", base_url=url, root=root, scenes=scenes, tile=k)
+    return api, stack.enter_context(stac_api(copies, root / f"api-{size}-warmup"))
 
 
 def _median(values: Sequence[float]) -> float:
@@ -299,6 +299,7 @@ def main() -> None:
     p.add_argument("--worker", choices=["pipeline", "model"], help=argparse.SUPPRESS)
     p.add_argument("--apis", nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--warm-api", help=argparse.SUPPRESS)
+    p.add_argument("--warm-size", type=int, help=argparse.SUPPRESS)
     p.add_argument("--store-dir", help=argparse.SUPPRESS)
     a = p.parse_args()
     quick = {"sizes": [128, 256], "repeats": 1, "chunk": 128, "tile": 64}
@@ -340,7 +341,7 @@ def main() -> None:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pipeline-")))
         url = stack.enter_context(serve_directory_process(work))
         t0 = time.perf_counter()
-        served = {s: _serve_size(stack, shared, work, url, s, a.scenes) for s in sizes}
+        served = {s: _serve_size(stack, shared, work, url, s, a.scenes, warm=s == sizes[0]) for s in sizes}
         print(f"data: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
         models = _spawn("model", a, sizes, [served[s][0] for s in sizes], served[sizes[0]][1], work)
         for size in sizes:
@@ -348,7 +349,8 @@ def main() -> None:
             print(f"{size}² model alone: {[round(t, 3) for t in m['times']]} s (first call {m['first_s']:.1f} s, "
                   f"compiles {m['compiles']})", file=sys.stderr, flush=True)
         for size in sizes:
-            api, warm_api = served[size]
+            api = served[size][0]
+            warm_api = served[sizes[0]][1]  # the smallest job under other URLs: same shapes, same concurrency
             repeats = a.repeats_largest if (size == sizes[-1] and a.repeats_largest) else a.repeats
             runs = []
             for i in range(repeats):

@@ -39,6 +39,14 @@ def _argmax(p: np.ndarray) -> np.ndarray:
     return out
 
 
+def _with_coords(out: xr.DataArray, probability: xr.DataArray) -> xr.DataArray:
+    """``out`` with the input's non-index coordinates as they were (``apply_ufunc`` drops the
+    attributes of ``spatial_ref``, which carry the CRS)."""
+    keep = {k: probability.coords[k] for k in out.coords
+            if k in probability.coords and k not in out.indexes and "class" not in probability.coords[k].dims}
+    return out.assign_coords(keep)
+
+
 def label(probability: xr.DataArray) -> xr.DataArray:
     """The most probable class per pixel: uint8 class index, 255 where there is no data.
 
@@ -62,7 +70,7 @@ def label(probability: xr.DataArray) -> xr.DataArray:
     out = xr.apply_ufunc(_argmax, probability, input_core_dims=[["class"]], dask="parallelized",
                          output_dtypes=[np.uint8], keep_attrs=False)
     classes = [str(c) for c in probability["class"].values]
-    out = out.drop_vars("class", errors="ignore")
+    out = _with_coords(out.drop_vars("class", errors="ignore"), probability)
     out.name = "label"
     out.attrs = {
         "long_name": "most probable land-cover class",
@@ -130,7 +138,7 @@ def confidence(probability: xr.DataArray) -> xr.Dataset:
     }
     out = xr.Dataset()
     for i, (name, attrs) in enumerate(layers.items()):
-        v = stacked.isel(layer=i).drop_vars(["class", "layer"], errors="ignore")
+        v = _with_coords(stacked.isel(layer=i).drop_vars(["class", "layer"], errors="ignore"), probability)
         v.attrs = {**attrs, **model}
         out[name] = v
     return out

@@ -103,6 +103,11 @@ def test_result_carries_model_provenance_and_grid() -> None:
     assert prob.attrs["sensor"] == "sentinel-2-l2a"
     assert prob.odc.geobox == cube.odc.geobox and prob.rio.crs.to_epsg() == 32633
     assert prob.chunks is not None  # lazy
+    # derived layers keep the grid too (apply_ufunc drops spatial_ref's attributes otherwise)
+    lab = dwcube.label(prob)
+    assert lab.rio.crs.to_epsg() == 32633 and lab.odc.geobox == cube.odc.geobox
+    conf = dwcube.confidence(prob)
+    assert conf.margin.rio.crs.to_epsg() == 32633
 
 
 def test_dynamic_world_provenance_names_the_weights(shared) -> None:
