@@ -19,6 +19,17 @@ classify, label, confidence
     cache, GPU when present); its label and confidence layers.
 write_archive, open_archive, archive_info
     Zarr v3 archives of probability cubes: create, append dates, resume, read with CRS.
+smooth, filter_update, TransitionModel, flicker
+    Temporally consistent probabilities (hidden-Markov smoothing, near-real-time
+    filtering) and the flicker of a label series.
+changes
+    Date of the lasting class change per pixel (deforestation, cropland expansion).
+composite, class_area, pixel_area
+    Monthly/seasonal/annual composites; class areas in km²/ha on projected or
+    geographic grids, optionally per polygon.
+dwcube.plot
+    Label maps, before/after, time series at a point, change maps, timelapse GIFs
+    (needs ``dwcube[plot]``).
 CLASSES, COLORS
     The nine Dynamic World classes and their palette.
 """
@@ -31,6 +42,8 @@ import odc.geo.xr  # noqa: E402,F401 - registers the .odc accessor on results
 import rioxarray  # noqa: E402,F401 - registers the .rio accessor on results
 
 from . import accessor as _accessor  # noqa: E402,F401 - registers ds.lulc
+from .change import changes  # noqa: E402
+from .composite import composite  # noqa: E402
 from .archive import ArchiveEncoding, ArchiveError, ArchiveMismatchError, archive_info, open_archive, write_archive  # noqa: E402
 from .classes import CLASSES, COLORS  # noqa: E402
 from .clouds import CloudMaskParams, cloud_mask  # noqa: E402
@@ -41,6 +54,8 @@ from .load import AssetError, load  # noqa: E402
 from .sensors import MaskSpec, SensorError, UnknownBandError  # noqa: E402
 from .probability import confidence, label  # noqa: E402
 from .stac import CatalogError, EmptySearchError, search  # noqa: E402
+from .stats import class_area, pixel_area  # noqa: E402
+from .temporal import TransitionModel, filter_update, flicker, smooth  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -59,6 +74,14 @@ __all__ = [
     "ArchiveEncoding",
     "ArchiveError",
     "ArchiveMismatchError",
+    "smooth",
+    "filter_update",
+    "TransitionModel",
+    "flicker",
+    "changes",
+    "composite",
+    "class_area",
+    "pixel_area",
     "CLASSES",
     "COLORS",
     "MaskSpec",

@@ -2,8 +2,9 @@
 
 On a reflectance cube (Dataset): ``indices``, ``elevation``, ``model_inputs``,
 ``cloud_probability``, ``cloud_mask`` and ``classify``.  On a probability cube
-(DataArray, or a Dataset holding ``probability`` such as an archive): ``label`` and
-``confidence``.
+(DataArray, or a Dataset holding ``probability`` such as an archive): ``label``,
+``confidence``, ``composite`` and ``area``; on the DataArray also ``smooth``,
+``filter_update``, ``flicker``, ``changes`` and ``to_archive``.
 
 Examples
 --------
@@ -128,6 +129,29 @@ class LulcAccessor:
 
         return confidence(self._probability())
 
+    def composite(self, period: str = "month", **kwargs: Any) -> xr.Dataset:
+        """Monthly/seasonal/annual composites of the archive's probabilities; see
+        :func:`dwcube.composite.composite`.
+
+        Examples
+        --------
+        >>> dwcube.open_archive("lulc.zarr").lulc.composite("season").label  # doctest: +SKIP
+        """
+        from .composite import composite
+
+        return composite(self._probability(), period, **kwargs)
+
+    def area(self, unit: str = "km2", **kwargs: Any) -> xr.DataArray:
+        """Area of each class per date (and polygon); see :func:`dwcube.stats.class_area`.
+
+        Examples
+        --------
+        >>> dwcube.open_archive("lulc.zarr").lulc.area("ha")  # doctest: +SKIP
+        """
+        from .stats import class_area
+
+        return class_area(self._ds, unit=unit, **kwargs)
+
 
 @xr.register_dataarray_accessor("lulc")
 class LulcArrayAccessor:
@@ -157,6 +181,78 @@ class LulcArrayAccessor:
         from .probability import confidence
 
         return confidence(self._da)
+
+    def composite(self, period: str = "month", **kwargs: Any) -> xr.Dataset:
+        """Mean probability, label, mode label and margin per period; see
+        :func:`dwcube.composite.composite`.
+
+        Examples
+        --------
+        >>> prob.lulc.composite("year").mode  # doctest: +SKIP
+        """
+        from .composite import composite
+
+        return composite(self._da, period, **kwargs)
+
+    def area(self, unit: str = "km2", **kwargs: Any) -> xr.DataArray:
+        """Area of each class per date (and polygon) of a probability or label cube; see
+        :func:`dwcube.stats.class_area`.
+
+        Examples
+        --------
+        >>> prob.lulc.area("ha", method="expected")  # doctest: +SKIP
+        """
+        from .stats import class_area
+
+        return class_area(self._da, unit=unit, **kwargs)
+
+    def smooth(self, transitions: Any = None, **kwargs: Any) -> xr.DataArray:
+        """Temporally consistent probabilities (hidden-Markov smoothing or filtering); see
+        :func:`dwcube.temporal.smooth`.
+
+        Examples
+        --------
+        >>> prob.lulc.smooth().lulc.label()  # doctest: +SKIP
+        """
+        from .temporal import smooth
+
+        return smooth(self._da, transitions, **kwargs)
+
+    def filter_update(self, state: xr.Dataset | None = None, **kwargs: Any) -> tuple[xr.DataArray, xr.Dataset]:
+        """Forward-only update of a filter state with this cube's (new) dates; see
+        :func:`dwcube.temporal.filter_update`.
+
+        Examples
+        --------
+        >>> filtered, state = new_dates.lulc.filter_update(state)  # doctest: +SKIP
+        """
+        from .temporal import filter_update
+
+        return filter_update(self._da, state, **kwargs)
+
+    def flicker(self, **kwargs: Any) -> xr.Dataset:
+        """Share of label changes between consecutive valid observations; see
+        :func:`dwcube.temporal.flicker`.
+
+        Examples
+        --------
+        >>> prob.lulc.flicker().overall.item()  # doctest: +SKIP
+        """
+        from .temporal import flicker
+
+        return flicker(self._da, **kwargs)
+
+    def changes(self, **kwargs: Any) -> xr.Dataset:
+        """Date of the lasting class change per pixel, with classes before/after and confidence;
+        see :func:`dwcube.change.changes`.
+
+        Examples
+        --------
+        >>> prob.lulc.changes(from_classes="trees").change_date  # doctest: +SKIP
+        """
+        from .change import changes
+
+        return changes(self._da, **kwargs)
 
     def to_archive(self, store: Any, **kwargs: Any) -> Any:
         """Store the cube in a Zarr archive; see :func:`dwcube.archive.write_archive`.

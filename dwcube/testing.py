@@ -966,3 +966,271 @@ def _tiny_entry() -> Any:
 
 #: A registry entry for :class:`TinyNet` (not registered; pass it as ``model=``).
 TINY_MODEL = _tiny_entry()
+
+
+# -- probability time series with known truth (temporal smoothing, change dating) -------------
+
+#: Classes a Dynamic World–like model confuses with each class (per-pixel confuser pool).
+_SIMILAR: dict[str, tuple[str, ...]] = {
+    "water": ("flooded_vegetation", "bare"),
+    "trees": ("shrub_and_scrub", "grass", "flooded_vegetation"),
+    "grass": ("crops", "shrub_and_scrub", "bare"),
+    "flooded_vegetation": ("water", "grass", "trees"),
+    "crops": ("grass", "bare", "shrub_and_scrub"),
+    "shrub_and_scrub": ("grass", "trees", "crops"),
+    "built": ("bare", "crops"),
+    "bare": ("built", "crops", "grass"),
+    "snow_and_ice": ("water", "bare"),
+}
+
+#: Plausible lasting changes from each class (deforestation, urbanisation, drying, ...).
+_CHANGES_TO: dict[str, tuple[str, ...]] = {
+    "water": ("bare", "flooded_vegetation", "grass"),
+    "trees": ("bare", "grass", "crops", "shrub_and_scrub", "built"),
+    "grass": ("crops", "built", "bare", "shrub_and_scrub"),
+    "flooded_vegetation": ("water", "grass", "crops"),
+    "crops": ("built", "grass", "bare"),
+    "shrub_and_scrub": ("trees", "bare", "crops", "built"),
+    "built": ("bare",),
+    "bare": ("built", "crops", "grass", "water"),
+    "snow_and_ice": ("water", "bare"),
+}
+
+#: Share of each class in the synthetic landscape (Dynamic World order).
+_CLASS_SHARE = (0.08, 0.25, 0.15, 0.04, 0.18, 0.12, 0.08, 0.07, 0.03)
+
+
+def _smooth_field(rng: np.random.Generator, ny: int, nx: int, cell: int) -> np.ndarray:
+    """A smooth random field on (ny, nx): coarse Gaussian noise, bilinear upsampling, fine noise."""
+    from scipy import ndimage
+
+    cy, cx = -(-ny // cell) + 1, -(-nx // cell) + 1
+    coarse = rng.standard_normal((cy, cx))
+    fine = ndimage.zoom(coarse, (ny / (cy - 1), nx / (cx - 1)), order=1, mode="nearest")[:ny, :nx]
+    return fine + 0.25 * rng.standard_normal((ny, nx))
+
+
+def synthetic_probability_series(
+    size: int | tuple[int, int] = 64,
+    dates: int = 60,
+    *,
+    seed: int = 0,
+    start: str = "2021-01-04",
+    gap_days: tuple[int, int] = (2, 20),
+    cloud_fraction: float = 0.3,
+    flicker_rate: float = 0.055,
+    error_persistence: float = 0.2,
+    change_fraction: float = 0.25,
+    concentration: float = 12.0,
+    patch_pixels: int = 40,
+    chunks: int | None = None,
+) -> tuple[Any, Any]:
+    """A Dynamic World–like probability cube over time with its known truth, made by code.
+
+    The landscape is a mosaic of irregular patches (Voronoi cells of about ``patch_pixels``
+    px) of the nine classes.  A share ``change_fraction`` of the patches undergoes one
+    lasting change (trees → bare, grass → built, water → bare, …) at an instant between two
+    acquisitions in the middle 60 % of the series; the others are stable.  Each date's
+    probabilities are noisy in the ways Dynamic World's are:
+
+    * **noise around the true class**: a Dirichlet draw (``concentration``) around a mean
+      that gives the true class most of the mass and a per-pixel *confuser* (a similar
+      class: grass/crops/shrub, trees/shrub, water/flooded vegetation, built/bare, …) a
+      share that grows with a per-pixel difficulty, so hard pixels flip often;
+    * **flicker**: on a share of the pixel-dates (``flicker_rate`` on average, varying by
+      date) the model is confidently wrong: the confuser, ``snow_and_ice`` (missed cloud),
+      ``water`` (missed shadow) or any class; errors come in episodes, the same wrong class
+      coming back on the next date with probability ``error_persistence`` (haze, a season
+      that makes two classes look alike);
+    * **cloud gaps**: per date a cloud cover drawn from a U-shaped Beta law with mean
+      ``cloud_fraction`` (many clear dates, some overcast ones), placed as smooth blobs;
+      cloudy pixel-dates are NaN over all classes;
+    * **irregular dates**: gaps drawn uniformly from ``gap_days`` (whole days), at about
+      10:30 UTC with a jitter of a few minutes.
+
+    With the defaults about 10 % of the valid pixel-dates have a wrong argmax and about
+    30 % of the pixel-dates are cloudy; ``truth.attrs`` report the realised rates.
+
+    Parameters
+    ----------
+    size
+        Edge (or ``(ny, nx)``) in pixels.
+    dates
+        Number of acquisition dates.
+    seed
+        Seed: the same arguments give the same cube and truth.
+    start
+        Date of the first acquisition (ISO).
+    gap_days
+        Smallest and largest gap between consecutive dates (days, inclusive).
+    cloud_fraction
+        Mean share of cloudy (NaN) pixel-dates, 0–1.
+    flicker_rate
+        Mean share of pixel-dates where an episode of confident wrong classes starts, 0–1
+        (on top of the wrong argmaxes the Dirichlet noise makes on hard pixels).
+    error_persistence
+        Probability that a wrong class repeats on the next date, 0–1.
+    change_fraction
+        Share of patches with a change event, 0–1.
+    concentration
+        Dirichlet concentration (larger = less noise).
+    patch_pixels
+        Mean patch area in pixels.
+    chunks
+        Dask chunk edge over ``(y, x)`` (time and class whole); ``None`` gives NumPy.
+
+    Returns
+    -------
+    probability : xarray.DataArray
+        ``(time, class, y, x)`` float32 named ``probability``, the nine Dynamic World
+        classes; sums to 1 over ``class`` where valid, NaN where cloudy; on a 10 m UTM grid
+        (``spatial_ref``).
+    truth : xarray.Dataset
+        ``true_class`` (time, y, x) uint8; ``stable`` (y, x) bool (no change event);
+        ``change_date`` (y, x) datetime64[ns], the instant of the change (NaT for stable
+        pixels); ``from_class`` / ``to_class`` (y, x) uint8 (255 for stable pixels);
+        ``last_before`` / ``first_after`` (y, x) datetime64[ns], the last valid (cloud-free)
+        observation before and the first after the change (NaT when there is none);
+        ``observed`` (time, y, x) bool.  ``attrs``: ``wrong_argmax_rate`` and
+        ``cloud_rate`` as realised.
+
+    Examples
+    --------
+    >>> prob, truth = synthetic_probability_series(16, 20, seed=1)
+    >>> prob.dims, prob.shape
+    (('time', 'class', 'y', 'x'), (20, 9, 16, 16))
+    >>> bool(abs(prob.sum("class", skipna=False).fillna(1) - 1).max() < 1e-5)
+    True
+    >>> int(truth.stable.sum()) + int(truth.change_date.notnull().sum()) == 16 * 16
+    True
+    """
+    import xarray as xr
+    from odc.geo.geobox import GeoBox
+    from odc.geo.xr import xr_coords
+    from scipy.spatial import cKDTree
+
+    from .classes import CLASSES, NODATA_LABEL
+
+    if not (0 <= cloud_fraction < 1 and 0 <= flicker_rate < 1 and 0 <= error_persistence < 1
+            and 0 <= change_fraction <= 1):
+        raise ValueError("cloud_fraction, flicker_rate and error_persistence must be in [0, 1), "
+                         "change_fraction in [0, 1]")
+    if dates < 5 or gap_days[0] < 0 or gap_days[1] < gap_days[0]:
+        raise ValueError("need at least 5 dates and 0 <= gap_days[0] <= gap_days[1]")
+    ny, nx = (size, size) if isinstance(size, int) else size
+    K = len(CLASSES)
+    idx = {c: i for i, c in enumerate(CLASSES)}
+    rng = np.random.default_rng(seed)
+
+    # dates: irregular whole-day gaps, about 10:30 UTC
+    gaps = rng.integers(gap_days[0], gap_days[1] + 1, dates - 1)
+    day = np.concatenate([[0], np.cumsum(gaps)]).astype(np.int64)
+    minutes = 630 + rng.integers(-8, 9, dates)
+    times = (np.datetime64(start, "D") + day.astype("timedelta64[D]")).astype("datetime64[ns]") \
+        + (minutes * 60_000_000_000).astype("timedelta64[ns]")
+
+    # landscape: Voronoi patches with a class, some with a change event
+    n_patch = max(round(ny * nx / patch_pixels), 1)
+    seeds = rng.uniform(0, 1, (n_patch, 2)) * (ny, nx)
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    _, patch = cKDTree(seeds).query(np.column_stack([yy.ravel() + 0.5, xx.ravel() + 0.5]))
+    patch = patch.reshape(ny, nx)
+    p_class = rng.choice(K, n_patch, p=np.asarray(_CLASS_SHARE) / sum(_CLASS_SHARE))
+    p_change = rng.uniform(0, 1, n_patch) < change_fraction
+    p_to = np.array([idx[rng.choice(_CHANGES_TO[CLASSES[c]])] for c in p_class])
+    lo, hi = int(0.2 * dates), int(0.8 * dates)
+    p_step = rng.integers(lo, hi, n_patch)  # change between times[step - 1] and times[step]
+    gap_ns = (times[p_step] - times[p_step - 1]).astype(np.int64)
+    p_when = times[p_step - 1] + (rng.uniform(0.05, 0.95, n_patch) * gap_ns).astype("timedelta64[ns]")
+
+    base = p_class[patch]
+    changed = p_change[patch]
+    to = np.where(changed, p_to[patch], base)
+    when = np.where(changed, p_when[patch], np.datetime64("NaT", "ns"))
+    after = changed[None] & (times[:, None, None] > when[None])
+    true_class = np.where(after, to[None], base[None]).astype(np.uint8)  # (time, y, x)
+
+    # clouds: U-shaped cover per date, smooth blobs
+    a = 0.7
+    cover = rng.beta(a, a * (1 - cloud_fraction) / cloud_fraction, dates) if cloud_fraction > 0 else np.zeros(dates)
+    cloudy = np.zeros((dates, ny, nx), bool)
+    for t in range(dates):
+        if cover[t] > 0:
+            f = _smooth_field(rng, ny, nx, cell=max(min(ny, nx) // 3, 4))
+            cloudy[t] = f < np.quantile(f, cover[t])
+    observed = ~cloudy
+
+    # per-pixel difficulty and a confuser for each class the pixel takes
+    hard = rng.beta(2.0, 4.0, (ny, nx))
+    pool = [np.array([idx[s] for s in _SIMILAR[c]]) for c in CLASSES]
+    confuser = np.stack([pool[k][rng.integers(0, len(pool[k]), (ny, nx))] for k in range(K)])  # (K, y, x)
+
+    # observation noise: Dirichlet around the true class and its confuser
+    conf_t = np.take_along_axis(confuser, true_class.astype(np.int64), axis=0)  # (time, y, x)
+    m_conf = 0.08 + 0.27 * hard
+    mean = np.full((dates, ny, nx, K), 0.02)
+    t_i, y_i, x_i = np.indices((dates, ny, nx))
+    mean[t_i, y_i, x_i, conf_t] = m_conf[None]
+    mean[t_i, y_i, x_i, true_class] = 1.0 - 0.02 * (K - 2) - m_conf[None]
+
+    # flicker: confidently wrong dates, more on some dates than others
+    rate_t = rng.gamma(2.0, flicker_rate / 2.0, dates) if flicker_rate > 0 else np.zeros(dates)
+    wrong = rng.uniform(0, 1, (dates, ny, nx)) < np.clip(rate_t, 0, 0.5)[:, None, None]
+    kind = rng.uniform(0, 1, (dates, ny, nx))
+    other = (true_class + rng.integers(1, K, (dates, ny, nx))) % K
+    wrong_class = np.where(kind < 0.5, conf_t, np.where(kind < 0.7, idx["snow_and_ice"],
+                                                        np.where(kind < 0.85, idx["water"], other)))
+    for t in range(1, dates):  # errors come in episodes: the same wrong class again on the next date
+        again = wrong[t - 1] & (rng.uniform(0, 1, (ny, nx)) < error_persistence) & ~wrong[t]
+        wrong[t] |= again
+        wrong_class[t] = np.where(again, wrong_class[t - 1], wrong_class[t])
+    wrong &= wrong_class != true_class
+    wt, wy, wx = np.nonzero(wrong)
+    mean[wt, wy, wx] = 0.02
+    mean[wt, wy, wx, true_class[wt, wy, wx]] = 0.16
+    mean[wt, wy, wx, wrong_class[wt, wy, wx]] = 1.0 - 0.02 * (K - 2) - 0.16
+
+    g = rng.gamma(concentration * mean)
+    g = np.maximum(g, 1e-12)
+    p = g / g.sum(-1, keepdims=True)
+    p[cloudy] = np.nan
+    prob = np.moveaxis(p, -1, 1).astype(np.float32)  # (time, class, y, x)
+
+    # truth brackets: last valid observation before and first after the change
+    tt = times[:, None, None]
+    nat = np.datetime64("NaT", "ns")
+    before = observed & ~after & changed[None]
+    behind = observed & after
+    last_before = np.where(before.any(0), np.where(before, tt, np.datetime64("1677-09-22", "ns")).max(0), nat)
+    first_after = np.where(behind.any(0), np.where(behind, tt, np.datetime64("2262-04-10", "ns")).min(0), nat)
+
+    res = 10.0
+    x0, y0 = 465180.0, 5080260.0
+    gbox = GeoBox.from_bbox((x0, y0 - ny * res, x0 + nx * res, y0), crs="EPSG:32633", resolution=res)
+    coords = dict(xr_coords(gbox))
+    da = xr.DataArray(prob, dims=("time", "class", "y", "x"),
+                      coords={"time": times, "class": list(CLASSES), **coords}, name="probability",
+                      attrs={"model": "synthetic", "model_name": "dwcube.testing.synthetic_probability_series",
+                             "model_seed": seed})
+    valid_wrong = observed & (np.argmax(p, -1) != true_class)
+    flags = {"flag_values": list(range(K)), "flag_meanings": " ".join(CLASSES), "nodata": NODATA_LABEL}
+    truth = xr.Dataset(
+        {
+            "true_class": (("time", "y", "x"), true_class, {"long_name": "true class", **flags}),
+            "observed": (("time", "y", "x"), observed, {"long_name": "cloud-free pixel-date"}),
+            "stable": (("y", "x"), ~changed, {"long_name": "no change event"}),
+            "change_date": (("y", "x"), when.astype("datetime64[ns]"), {"long_name": "instant of the change"}),
+            "from_class": (("y", "x"), np.where(changed, base, NODATA_LABEL).astype(np.uint8), flags),
+            "to_class": (("y", "x"), np.where(changed, to, NODATA_LABEL).astype(np.uint8), flags),
+            "last_before": (("y", "x"), last_before.astype("datetime64[ns]"),
+                            {"long_name": "last valid observation before the change"}),
+            "first_after": (("y", "x"), first_after.astype("datetime64[ns]"),
+                            {"long_name": "first valid observation after the change"}),
+        },
+        coords={"time": times, **coords},
+        attrs={"seed": seed, "wrong_argmax_rate": float(valid_wrong.sum() / max(observed.sum(), 1)),
+               "cloud_rate": float(cloudy.mean())},
+    )
+    if chunks:
+        da = da.chunk({"time": -1, "class": -1, "y": chunks, "x": chunks})
+    return da, truth
