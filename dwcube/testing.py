@@ -43,6 +43,7 @@ import pystac
 import torch
 
 __all__ = [
+    "synthetic_probability_series",
     "write_cog",
     "RasterInfo",
     "sentinel2_item",
