@@ -185,16 +185,22 @@ def _local_waves(tasks: Sequence[Any], waves: Sequence[int], bar: _Progress) -> 
     outputs = {t.key: int(w) for t, w in zip(tasks, waves)}
     deps, first, last = _lifetimes(dsk, outputs)
     get = get_scheduler(collections=list(tasks))
+    runs: dict[int, list[Any]] = {}  # keys by the wave that computes them (one pass, not one per wave)
+    for k, f in first.items():
+        runs.setdefault(f, []).append(k)
+    wanted_by_wave: dict[int, list[Any]] = {}
+    for k, v in outputs.items():
+        wanted_by_wave.setdefault(v, []).append(k)
     carried: dict[Any, Any] = {}
-    for w in sorted(set(outputs.values())):
-        run = [k for k, f in first.items() if f == w]
+    for w in sorted(wanted_by_wave):
+        run = runs.get(w, [])
         sub: dict[Any, Any] = {k: dsk[k] for k in run}
         for k in run:
             for d in deps[k]:
                 if d not in sub:
                     sub[d] = DataNode(d, carried[d])
         keep = [k for k in run if last[k] > w]
-        wanted = [k for k, v in outputs.items() if v == w]
+        wanted = wanted_by_wave[w]
         values = get(sub, wanted + keep)
         carried.update(zip(keep, values[len(wanted):]))
         del values

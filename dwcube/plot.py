@@ -160,6 +160,18 @@ def label_colormap(classes: Sequence[str] = CLASSES) -> tuple[Any, Any]:
     return cmap, BoundaryNorm(np.arange(len(classes) + 1) - 0.5, len(classes))
 
 
+def _finish_maps(fig: Any, classes: Sequence[str], *, legend: bool, suptitle: str | None,
+                 top: tuple[float, float], **adjust: float) -> None:
+    """The class legend in a 2.2-inch right margin, the figure title, and the panel layout
+    (``top`` without and with a title) shared by the map figures."""
+    if legend:
+        _class_legend(fig, classes)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.subplots_adjust(left=0.02, right=(1 - 2.2 / fig.get_figwidth()) if legend else 0.98,
+                        top=top[1] if suptitle else top[0], bottom=0.02, wspace=0.05, **adjust)
+
+
 def label_maps(
     label: xr.DataArray | xr.Dataset,
     *,
@@ -224,12 +236,7 @@ def label_maps(
         if share >= 0.005:
             title += f" (no data {100 * share:.0f} %)"
         ax.set_title(title, fontsize=9)
-    if legend:
-        _class_legend(fig, classes)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
-    fig.subplots_adjust(left=0.02, right=(1 - 2.2 / fig.get_figwidth()) if legend else 0.98, top=0.88 if suptitle else 0.92,
-                        bottom=0.02, wspace=0.05, hspace=0.15)
+    _finish_maps(fig, classes, legend=legend, suptitle=suptitle, top=(0.92, 0.88), hspace=0.15)
     return fig
 
 
@@ -319,12 +326,7 @@ def before_after(
         axes[2].set_yticks([])
         for spine in axes[2].spines.values():
             spine.set_edgecolor("0.6")
-    if legend:
-        _class_legend(fig, classes)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
-    fig.subplots_adjust(left=0.02, right=(1 - 2.2 / fig.get_figwidth()) if legend else 0.98,
-                        top=0.82 if suptitle else 0.88, bottom=0.02, wspace=0.05)
+    _finish_maps(fig, classes, legend=legend, suptitle=suptitle, top=(0.88, 0.82))
     return fig
 
 
