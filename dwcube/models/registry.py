@@ -10,7 +10,10 @@ multiples of it) with which tiles reproduce the whole-image result.
 Examples
 --------
 >>> sorted(e.name for e in list_entries())
-['dynamic-world']
+['dynamic-world', 'unet']
+>>> u = get_entry("unet")
+>>> (u.halo, u.alignment, u.receptive_field), u.inputs.names[:4]
+((64, 8, 119), ('blue', 'green', 'red', 'nir08'))
 >>> e = get_entry("dynamic-world")
 >>> (e.halo, e.alignment, e.receptive_field)
 (24, 2, 44)
@@ -317,4 +320,89 @@ DYNAMIC_WORLD = register(ModelEntry(
     attribution=DYNAMIC_WORLD_WEIGHTS.attribution,
     references=("Brown et al. (2022) Dynamic World, Near real-time global 10 m land use land cover "
                 "mapping. Scientific Data 9, 251. doi:10.1038/s41597-022-01307-4",),
+))
+
+
+# --- models whose weights are one file (the packaged U-Net, or a user's own training run) -----
+
+
+@dataclass(frozen=True)
+class FileModelEntry(ModelEntry):
+    """A model whose weights are one file, pinned by SHA-256 (inside the package, or a user's run).
+
+    ``weights`` stays ``None`` (nothing to resolve or fetch); the builder loads
+    ``weights_file`` and checks its hash whenever a worker builds the network, and
+    :meth:`provenance` records the hash and origin like a pinned download does.
+
+    Parameters
+    ----------
+    weights_file
+        Absolute path of the weights file.
+    weights_file_sha256
+        Its SHA-256.
+    weights_origin
+        Human-readable origin, for provenance.
+    """
+
+    weights_file: str = ""
+    weights_file_sha256: str = ""
+    weights_origin: str = ""
+
+    def provenance(self) -> dict[str, Any]:
+        """Provenance with the weights file's SHA-256 and origin.
+
+        Examples
+        --------
+        >>> get_entry("unet").provenance()["model_weights_origin"]
+        'dwcube package: dwcube/models/weights/unet-v1.pt'
+        """
+        out = super().provenance()
+        out["model_weights_sha256"] = self.weights_file_sha256
+        out["model_weights_origin"] = self.weights_origin or self.weights_file
+        return out
+
+
+# --- dwcube U-Net (weights trained with dwcube.train, shipped inside the package) -------------
+#: The packaged U-Net weights (``dwcube/models/weights/``; made by :mod:`dwcube.train.shipped`).
+UNET_WEIGHTS_FILE = Path(__file__).resolve().parent / "weights" / "unet-v1.pt"
+UNET_WEIGHTS_SHA256 = "162806d50a08c5383269466baa378523ceaeea42f5986fc115de915a2418ee33"
+
+
+def _unet_inputs() -> InputSpec:
+    from .unet import SHIPPED_NORMALISATION, input_spec
+
+    return input_spec(SHIPPED_NORMALISATION)
+
+
+def _build_unet(root: Path | None, *, fuse: bool = True) -> nn.Module:
+    from .unet import load_unet
+
+    return load_unet(UNET_WEIGHTS_FILE, sha256=UNET_WEIGHTS_SHA256, fuse=fuse)
+
+
+UNET = register(FileModelEntry(
+    name="unet",
+    version="1.0.0",
+    description=("dwcube's lightweight multi-sensor U-Net (Sentinel-2 and Landsat: six common bands, NDVI, NDMI, "
+                 "elevation; attention gates, ASPP), distilled from the Dynamic World port (docs/model_card.md)"),
+    inputs=_unet_inputs(),
+    classes=tuple(CLASSES),
+    output="logits",
+    receptive_field=119,  # unet.receptive_field(config): offsets -59..59 (tested against the file)
+    halo=64,
+    alignment=8,  # three 2x poolings
+    min_size=1,
+    build=_build_unet,
+    license="Apache-2.0",
+    attribution=("Trained by dwcube on outputs of the Dynamic World model: " + DYNAMIC_WORLD_WEIGHTS.attribution
+                 + " Training labels derived from ESA WorldCover (CC-BY-4.0): © ESA WorldCover project 2020, 2021 / "
+                 "Contains modified Copernicus Sentinel data (2020, 2021) processed by ESA WorldCover consortium. "
+                 "Contains modified Copernicus Sentinel data (2015, 2018, 2022)."),
+    references=("Ronneberger et al. (2015) U-Net. MICCAI. doi:10.1007/978-3-319-24574-4_28",
+                "Oktay et al. (2018) Attention U-Net. arXiv:1804.03999",
+                "Chen et al. (2017) Rethinking atrous convolution (DeepLab v3). arXiv:1706.05587",
+                "Brown et al. (2022) Dynamic World. Scientific Data 9, 251. doi:10.1038/s41597-022-01307-4"),
+    weights_file=str(UNET_WEIGHTS_FILE),
+    weights_file_sha256=UNET_WEIGHTS_SHA256,
+    weights_origin="dwcube package: dwcube/models/weights/unet-v1.pt",
 ))

@@ -1,0 +1,171 @@
+"""``dwcube train``: the training recipe from the command line (parses arguments and delegates).
+
+Wired into :mod:`dwcube.cli` with::
+
+    from .train import cli as train_cli
+    train_cli.add_parser(sub)                       # next to the other sub-commands
+    ...
+    elif args.command == "train":
+        return train_cli.run(args)
+
+Usage::
+
+    dwcube load catalog.parquet --out cube.zarr --bands blue green red nir08 swir16 swir22 ...
+    dwcube train cube.zarr worldcover.tif --out runs/a            # WorldCover labels
+    dwcube train cube.zarr dw_labels.tif --kind dynamic-world --out runs/b --steps 5000
+    dwcube train cube.zarr teacher.zarr --kind probability --out runs/c   # distillation
+
+Rerunning the same command resumes from ``OUT/checkpoint.pt``.  The result,
+``OUT/unet.pt``, is used with ``dwcube.classify(cube, unet_entry("OUT/unet.pt"), dem=...)``.
+
+Examples
+--------
+>>> import argparse
+>>> p = argparse.ArgumentParser(); sub = p.add_subparsers(dest="command")
+>>> _ = add_parser(sub)
+>>> a = p.parse_args(["train", "cube.zarr", "labels.tif", "--out", "runs/a", "--steps", "10"])
+>>> a.steps, a.kind, a.attention
+(10, 'auto', True)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``train`` sub-command to ``dwcube``'s sub-parsers; returns it.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser(); sub = p.add_subparsers(dest="command")
+    >>> add_parser(sub).prog.endswith("train")
+    True
+    """
+    tr = subparsers.add_parser("train", help="train the U-Net on a cube and a label raster (resumable)")
+    tr.add_argument("cube", help="reflectance cube: Zarr store (from `dwcube load`) or NetCDF")
+    tr.add_argument("labels", help="label raster (GeoTIFF/COG: WorldCover codes or Dynamic World labels), "
+                                   "or a Zarr/NetCDF of probabilities with a 'class' dimension")
+    tr.add_argument("--out", required=True, help="run folder (checkpoints, metrics, unet.pt)")
+    tr.add_argument("--kind", choices=["auto", "worldcover", "dynamic-world", "probability"], default="auto")
+    tr.add_argument("--dem", help="elevation raster (reprojected onto the cube's grid)")
+    tr.add_argument("--steps", type=int, default=3000)
+    tr.add_argument("--batch-size", type=int, default=16)
+    tr.add_argument("--patch", type=int, default=96, help="patch size in pixels (default 96)")
+    tr.add_argument("--samples", type=int, default=2000, help="training patches (default 2000)")
+    tr.add_argument("--val-samples", type=int, default=200)
+    tr.add_argument("--dates-per-sample", type=int, default=2)
+    tr.add_argument("--block", type=int, default=96, help="block size of the 90:10 spatial split (pixels)")
+    tr.add_argument("--lr", type=float, default=2e-3)
+    tr.add_argument("--label-smoothing", type=float, default=0.05)
+    tr.add_argument("--landsat-fraction", type=float, default=0.3,
+                    help="share of samples made Landsat-like (cross-sensor augmentation)")
+    tr.add_argument("--no-attention", dest="attention", action="store_false")
+    tr.add_argument("--no-aspp", dest="aspp", action="store_false")
+    tr.add_argument("--widths", help="channels at the four levels, e.g. 16,32,64,96")
+    tr.add_argument("--fit-normalisation", action="store_true",
+                    help="fit the input normalisation on the patches (default: the shipped model's)")
+    tr.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda")
+    tr.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--quick", action="store_true", help="a seconds-long run with a tiny model (smoke test)")
+    tr.add_argument("--no-resume", dest="resume", action="store_false")
+    tr.add_argument("--no-progress", dest="progress", action="store_false")
+    return tr
+
+
+def _open(path: str) -> Any:
+    import xarray as xr
+
+    p = Path(path)
+    if p.is_dir() or p.suffix == ".zarr":
+        return xr.open_zarr(p, consolidated=False)
+    if p.suffix in (".nc", ".nc4", ".h5"):
+        return xr.open_dataset(p, chunks={})
+    import rioxarray
+
+    return rioxarray.open_rasterio(p, chunks=True, masked=False)
+
+
+def _labels(path: str) -> Any:
+    import xarray as xr
+
+    obj = _open(path)
+    if isinstance(obj, xr.Dataset):
+        names = [n for n, v in obj.data_vars.items() if "class" in v.dims] or list(obj.data_vars)
+        return obj[names[0]]
+    return obj
+
+
+def _dem(path: str, cube: Any) -> Any:
+    import xarray as xr
+    from rasterio.enums import Resampling
+
+    raster = _open(path)
+    raster = raster.squeeze("band", drop=True) if "band" in raster.dims else raster
+    like = cube[next(iter(cube.data_vars))].isel(time=0, drop=True)
+    if like.rio.crs is None:
+        like = like.rio.write_crs(cube.odc.crs.to_wkt())
+    ydim, xdim = cube.odc.spatial_dims
+    e = raster.rio.reproject_match(like, resampling=Resampling.bilinear).astype("float32")
+    e = e.assign_coords({ydim: cube[ydim].values, xdim: cube[xdim].values})
+    return xr.Dataset({"elevation": e})
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``dwcube train`` with parsed arguments; returns the exit status.
+
+    Errors propagate (``dwcube``'s ``main`` prints them as one line).
+
+    Examples
+    --------
+    >>> run(parser.parse_args(["train", "cube.zarr", "wc.tif", "--out", "runs/a"]))  # doctest: +SKIP
+    0
+    """
+    from ..models.unet import UNetConfig
+    from .augment import AugmentParams
+    from .metrics import format_metrics
+    from .recipe import Recipe, train_from_cube
+    from .sampling import SamplingParams, SplitParams
+
+    cube = _open(args.cube)
+    labels = _labels(args.labels)
+    dem = _dem(args.dem, cube) if args.dem else None
+    if args.quick:
+        recipe = Recipe.quick()
+    else:
+        widths = tuple(int(v) for v in args.widths.split(",")) if args.widths else UNetConfig().widths
+        model = UNetConfig(widths=widths, attention=args.attention, aspp=args.aspp)  # type: ignore[arg-type]
+        base = Recipe()
+        recipe = Recipe(
+            sampling=SamplingParams(patch=args.patch, n_samples=args.samples, dates_per_sample=args.dates_per_sample,
+                                    seed=args.seed),
+            val_samples=args.val_samples,
+            split=SplitParams(block=args.block, seed=args.seed),
+            train=replace(base.train, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                          label_smoothing=args.label_smoothing, device=args.device, threads=args.threads,
+                          seed=args.seed, model=model,
+                          augment=replace(AugmentParams(), landsat_fraction=args.landsat_fraction)),
+            normalisation="fit" if args.fit_normalisation else "shipped",
+        )
+    print(f"cube: {dict(cube.sizes)}; labels: {args.labels} ({args.kind}); out: {args.out}", flush=True)
+    result = train_from_cube(cube, labels, args.out, kind=args.kind, dem=dem, recipe=recipe, resume=args.resume,
+                             progress=args.progress, log=lambda line: print(line, flush=True),
+                             source=Path(args.cube).name)
+    if result.metrics is not None:
+        print(format_metrics(result.metrics, title="validation (spatially held-out blocks)"))
+    print(json.dumps({"weights": str(result.weights), "sha256": result.sha256}))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    parser = argparse.ArgumentParser(prog="dwcube")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    sys.exit(run(parser.parse_args()))
