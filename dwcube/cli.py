@@ -12,6 +12,9 @@ Commands
     progress bar; ``--map`` also draws the labels to a PNG.
 ``dwcube archive info STORE``
     What an archive holds: model, classes, grid, dates, pending write, encoding, size.
+``dwcube train CUBE LABELS --out DIR ...``
+    Train the project's U-Net on a cube and a label raster (WorldCover, Dynamic
+    World labels or a teacher's probabilities); resumable (see :mod:`dwcube.train.cli`).
 ``dwcube weights list | fetch NAME | verify NAME``
     Registered models and their pinned weights: list them, download them into the
     user cache (hash-checked), or check a local copy.
@@ -82,7 +85,12 @@ def _classify_command(args: argparse.Namespace) -> None:
         )
         print(f"cube: {cube.sizes['time']} date(s), {cube.sizes[cube.odc.spatial_dims[0]]} × "
               f"{cube.sizes[cube.odc.spatial_dims[1]]} px, {cube.attrs.get('sensor')}", flush=True)
-        prob = classify(cube, entry, weights=args.weights, device=args.device, tile=args.tile,
+        dem = None
+        if args.dem:
+            from .elevation import load_dem
+
+            dem = load_dem(args.dem, cube)
+        prob = classify(cube, entry, weights=args.weights, dem=dem, device=args.device, tile=args.tile,
                         batch_size=args.batch_size)
         enc = None  # an existing archive keeps its encoding; a new one gets the default
         if args.precision or args.archive_chunk:
@@ -143,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="a: create or append/resume (default); w-: create only; w: replace")
     cl.add_argument("--precision", choices=["uint16", "uint8", "float32"], help="stored probabilities (new archives)")
     cl.add_argument("--archive-chunk", type=int, help="archive chunk size in pixels (new archives; default 512)")
+    cl.add_argument("--dem", help="elevation for models that use it (unet): a raster file, or a STAC catalogue "
+                                  "with cop-dem-glo-30 tiles")
     cl.add_argument("--no-cloud-mask", action="store_true", help="do not mask clouds (L1C is masked by default)")
     cl.add_argument("--on-error", choices=["raise", "nan"], default="raise")
     cl.add_argument("--map", help="also draw the labels to this PNG file")
@@ -178,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     wv.add_argument("name")
     wv.add_argument("--path", help="weights folder (default: $DWCUBE_WEIGHTS, then the user cache)")
 
+    from .train import cli as train_cli
+
+    train_cli.add_parser(sub)
+
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -200,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _archive_command(args)
         elif args.command == "weights":
             _weights_command(args)
+        elif args.command == "train":
+            return train_cli.run(args)
     except Exception as exc:  # a clear one-line error for the shell, the traceback for --debug users
         print(f"dwcube {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

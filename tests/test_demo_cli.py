@@ -97,3 +97,41 @@ def test_cli_load_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "catalogue file not found" in capsys.readouterr().err
     assert main(["load", str(res.catalog), "--out", str(tmp_path / "y.zarr"), "--datetime", "1999"]) == 1
     assert "no STAC item matched" in capsys.readouterr().err
+
+
+def test_cli_classify_with_the_unet_needs_and_uses_a_dem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dwcube.load import load
+
+    res = run_demo(tmp_path / "demo", source="synthetic", n_workers=0, verbose=False, weights=tmp_path / "none")
+    cube = load(res.catalog, collections=["sentinel-2-l1c"], bands=["red"], resolution=10, chunks=256)
+    ydim, xdim = cube.odc.spatial_dims
+    dem = xr.DataArray(np.linspace(200, 900, cube.sizes[ydim] * cube.sizes[xdim], dtype="float32")
+                       .reshape(cube.sizes[ydim], cube.sizes[xdim]), dims=(ydim, xdim),
+                       coords={ydim: cube[ydim], xdim: cube[xdim]})
+    dem.rio.write_crs(cube.odc.crs.to_wkt(), inplace=True).rio.to_raster(tmp_path / "dem.tif")
+    store = tmp_path / "unet.zarr"
+    args = ["classify", str(res.catalog), "--out", str(store), "--collections", "sentinel-2-l1c", "--model", "unet",
+            "--datetime", "2023-04-01/2023-04-12", "--chunks", "256", "--device", "cpu", "--no-progress"]
+    assert main(args) == 1  # the U-Net's elevation input is required, and the error says so
+    assert "elevation" in capsys.readouterr().err and not store.exists()
+    assert main([*args, "--dem", str(tmp_path / "dem.tif")]) == 0
+    prob = open_archive(store).probability
+    assert prob.attrs["model"] == "unet" and prob.sizes["time"] == 1
+    total = prob.sum("class").values
+    assert np.nanmax(np.abs(total - 1)) < 1e-3 and np.isfinite(total).mean() > 0.5
+
+
+def test_cli_train_runs_through_the_dwcube_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dwcube.testing import synthetic_cube
+
+    cube = synthetic_cube(48, 2, bands=["blue", "green", "red", "nir08", "swir16", "swir22"], seed=3)
+    cube.to_zarr(tmp_path / "cube.zarr", zarr_format=3, consolidated=False)
+    lab = xr.DataArray(np.where(cube.red.isel(time=0).values > 0.1, 10, 30).astype(np.uint8), dims=("y", "x"),
+                       coords={"y": cube.y, "x": cube.x}, name="label")
+    xr.Dataset({"label": lab}).to_zarr(tmp_path / "wc.zarr", zarr_format=3, consolidated=False)
+    args = ["train", str(tmp_path / "cube.zarr"), str(tmp_path / "wc.zarr"), "--kind", "worldcover",
+            "--out", str(tmp_path / "run"), "--quick", "--no-progress"]
+    assert main(args) == 0
+    assert '"sha256"' in capsys.readouterr().out and (tmp_path / "run" / "unet.pt").is_file()
+    assert main(["train", str(tmp_path / "missing.zarr"), str(tmp_path / "wc.zarr"), "--out", str(tmp_path / "r2")]) == 1
+    assert "dwcube train: error" in capsys.readouterr().err

@@ -1,12 +1,6 @@
 """``dwcube train``: the training recipe from the command line (parses arguments and delegates).
 
-Wired into :mod:`dwcube.cli` with::
-
-    from .train import cli as train_cli
-    train_cli.add_parser(sub)                       # next to the other sub-commands
-    ...
-    elif args.command == "train":
-        return train_cli.run(args)
+:mod:`dwcube.cli` adds this sub-command with :func:`add_parser` and runs it with :func:`run`.
 
 Usage::
 
@@ -55,7 +49,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                                    "or a Zarr/NetCDF of probabilities with a 'class' dimension")
     tr.add_argument("--out", required=True, help="run folder (checkpoints, metrics, unet.pt)")
     tr.add_argument("--kind", choices=["auto", "worldcover", "dynamic-world", "probability"], default="auto")
-    tr.add_argument("--dem", help="elevation raster (reprojected onto the cube's grid)")
+    tr.add_argument("--dem", help="elevation: a raster file or a STAC catalogue with cop-dem-glo-30 tiles "
+                                  "(put on the cube's grid)")
     tr.add_argument("--steps", type=int, default=3000)
     tr.add_argument("--batch-size", type=int, default=16)
     tr.add_argument("--patch", type=int, default=96, help="patch size in pixels (default 96)")
@@ -104,21 +99,6 @@ def _labels(path: str) -> Any:
     return obj
 
 
-def _dem(path: str, cube: Any) -> Any:
-    import xarray as xr
-    from rasterio.enums import Resampling
-
-    raster = _open(path)
-    raster = raster.squeeze("band", drop=True) if "band" in raster.dims else raster
-    like = cube[next(iter(cube.data_vars))].isel(time=0, drop=True)
-    if like.rio.crs is None:
-        like = like.rio.write_crs(cube.odc.crs.to_wkt())
-    ydim, xdim = cube.odc.spatial_dims
-    e = raster.rio.reproject_match(like, resampling=Resampling.bilinear).astype("float32")
-    e = e.assign_coords({ydim: cube[ydim].values, xdim: cube[xdim].values})
-    return xr.Dataset({"elevation": e})
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``dwcube train`` with parsed arguments; returns the exit status.
 
@@ -137,7 +117,11 @@ def run(args: argparse.Namespace) -> int:
 
     cube = _open(args.cube)
     labels = _labels(args.labels)
-    dem = _dem(args.dem, cube) if args.dem else None
+    dem = None
+    if args.dem:
+        from ..elevation import load_dem
+
+        dem = load_dem(args.dem, cube)
     if args.quick:
         recipe = Recipe.quick()
     else:
