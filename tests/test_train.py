@@ -256,6 +256,25 @@ def test_soft_cross_entropy_with_smoothing_and_weights() -> None:
         float(soft_cross_entropy(logits[1:], t[1:], w[1:])), rel=1e-6)   # zero weight: ignored
 
 
+def test_sharpened_targets_keep_the_top_class_and_leave_hard_labels_alone() -> None:
+    from dwcube.train.loop import sharpen
+
+    t = torch.softmax(torch.randn(3, K, 4, 4), 1)
+    s = sharpen(t, 0.3)
+    torch.testing.assert_close(s.sum(1), torch.ones(3, 4, 4))
+    assert torch.equal(s.argmax(1), t.argmax(1))
+    assert bool((s.amax(1) >= t.amax(1) - 1e-6).all())  # the top class only gains
+    onehot = torch.nn.functional.one_hot(torch.randint(0, K, (2, 4, 4)), K).permute(0, 3, 1, 2).float()
+    assert torch.equal(sharpen(onehot, 0.3), onehot)
+    assert sharpen(t, 1.0) is t
+    lg = torch.randn(3, K, 4, 4)
+    w = torch.ones(3, 4, 4)
+    want = soft_cross_entropy(lg, t ** (1 / 0.3) / (t ** (1 / 0.3)).sum(1, keepdim=True), w, 0.1)
+    assert float(soft_cross_entropy(lg, t, w, 0.1, temperature=0.3)) == pytest.approx(float(want), rel=1e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        sharpen(t, 0.0)
+
+
 def _tiny_sets():
     cube, lab = _cube_and_labels(96, 3, skew=True)
     r = Recipe.quick()
@@ -288,6 +307,13 @@ def test_tiny_training_lowers_the_loss_writes_a_loadable_checkpoint_and_resumes(
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="another configuration"):
         train(tr, va, spec, replace(cfg, lr=1e-4), tmp_path / "split", progress=False)
+    # a checkpoint written before an option existed resumes as if it had the option's default
+    state = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    del state["config"]["target_temperature"]
+    torch.save(state, tmp_path / "split" / "checkpoint.pt")
+    assert train(tr, va, spec, replace(cfg, steps=41), tmp_path / "split", progress=False) is not None
+    with pytest.raises(ValueError, match="another configuration"):
+        train(tr, va, spec, replace(cfg, steps=42, target_temperature=0.5), tmp_path / "split", progress=False)
 
 
 def test_recipe_end_to_end_and_the_trained_file_classifies(tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -113,6 +114,24 @@ class AugmentParams:
         """
         return cls(geometric=False, brightness=0.0, band_gain=0.0, haze=0.0, noise=0.0, landsat_fraction=0.0,
                    landsat_noise=0.0, elevation_shift=0.0)
+
+    def scaled(self, radiometric: float, **changes: Any) -> AugmentParams:
+        """A copy with brightness, band gain and haze multiplied by ``radiometric`` (and other fields changed).
+
+        Distillation from a teacher wants a gentler radiometric augmentation than hard
+        labels do: the teacher's own label would change under a large gain or haze, so the
+        student would be taught invariances its teacher does not have.
+
+        Examples
+        --------
+        >>> a = AugmentParams().scaled(0.5, landsat_fraction=0.2)
+        >>> a.brightness, a.band_gain, a.landsat_fraction
+        (0.04, 0.02, 0.2)
+        """
+        if radiometric < 0:
+            raise ValueError(f"radiometric scale must be >= 0, got {radiometric}")
+        return replace(self, brightness=self.brightness * radiometric, band_gain=self.band_gain * radiometric,
+                       haze=self.haze * radiometric, **changes)
 
 
 def geometric(arrays: Sequence[np.ndarray | None], k: int, flip: bool) -> list[np.ndarray | None]:

@@ -60,6 +60,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     tr.add_argument("--block", type=int, default=96, help="block size of the 90:10 spatial split (pixels)")
     tr.add_argument("--lr", type=float, default=2e-3)
     tr.add_argument("--label-smoothing", type=float, default=0.05)
+    tr.add_argument("--target-temperature", type=float, default=1.0,
+                    help="sharpen soft targets (teacher probabilities) with this temperature; <1 sharpens "
+                         "(the shipped model: 0.3); no effect on hard labels")
+    tr.add_argument("--radiometric", type=float, default=1.0,
+                    help="scale of the radiometric augmentation (brightness, band gain, haze); 0 turns it off "
+                         "(the shipped model: 0.5)")
     tr.add_argument("--landsat-fraction", type=float, default=0.3,
                     help="share of samples made Landsat-like (cross-sensor augmentation)")
     tr.add_argument("--no-attention", dest="attention", action="store_false")
@@ -134,9 +140,9 @@ def run(args: argparse.Namespace) -> int:
             val_samples=args.val_samples,
             split=SplitParams(block=args.block, seed=args.seed),
             train=replace(base.train, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                          label_smoothing=args.label_smoothing, device=args.device, threads=args.threads,
-                          seed=args.seed, model=model,
-                          augment=replace(AugmentParams(), landsat_fraction=args.landsat_fraction)),
+                          label_smoothing=args.label_smoothing, target_temperature=args.target_temperature,
+                          device=args.device, threads=args.threads, seed=args.seed, model=model,
+                          augment=AugmentParams().scaled(args.radiometric, landsat_fraction=args.landsat_fraction)),
             normalisation="fit" if args.fit_normalisation else "shipped",
         )
     print(f"cube: {dict(cube.sizes)}; labels: {args.labels} ({args.kind}); out: {args.out}", flush=True)

@@ -52,7 +52,7 @@ from .augment import AugmentParams, geometric, landsat_like, radiometric, reflec
 from .metrics import Metrics, confusion_matrix, format_metrics, metrics_from_confusion
 from .sampling import PatchSet
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate", "make_batch", "normalisation_records", "predict_patches",
+__all__ = ["TrainConfig", "TrainResult", "evaluate", "make_batch", "normalisation_records", "predict_patches", "sharpen",
            "soft_cross_entropy", "train"]
 
 K = len(CLASSES)
@@ -75,6 +75,12 @@ class TrainConfig:
         Steps of linear warm-up.
     label_smoothing
         ε of the smoothing towards the uniform distribution.
+    target_temperature
+        Temperature ``T`` applied to soft targets before smoothing: ``t ∝ t^(1/T)``.
+        1 keeps the teacher's distribution; below 1 sharpens it towards its top
+        class, so a student that is scored on the teacher's *label* spends its
+        capacity on the teacher's decisions rather than on reproducing near-ties.
+        One-hot targets are unchanged by any ``T``.
     clip_grad
         Maximum gradient norm.
     checkpoint_every, eval_every
@@ -106,6 +112,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     warmup: int = 50
     label_smoothing: float = 0.05
+    target_temperature: float = 1.0
     clip_grad: float = 5.0
     checkpoint_every: int = 100
     eval_every: int = 0
@@ -234,9 +241,26 @@ def make_batch(ps: PatchSet, index: Sequence[int], spec: InputSpec, rng: np.rand
     return np.stack(xs).astype(np.float32), np.stack(ts), np.stack(ws)
 
 
+def sharpen(target: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Class distributions ``(N, K, …)`` raised to ``1/T`` and renormalised over ``K``.
+
+    Examples
+    --------
+    >>> t = torch.tensor([[0.5, 0.3, 0.2]]).reshape(1, 3, 1, 1)
+    >>> [round(v, 3) for v in sharpen(t, 0.5).flatten().tolist()]
+    [0.658, 0.237, 0.105]
+    """
+    if temperature == 1.0:
+        return target
+    if temperature <= 0:
+        raise ValueError(f"target temperature must be > 0, got {temperature}")
+    t = target.clamp_min(0) ** (1.0 / temperature)
+    return t / t.sum(1, keepdim=True).clamp_min(1e-12)
+
+
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
-                       smoothing: float = 0.0) -> torch.Tensor:
-    """Weighted mean of ``−Σ_k t'_k log softmax(logits)_k`` with ``t' = (1 − ε) t + ε/K``.
+                       smoothing: float = 0.0, temperature: float = 1.0) -> torch.Tensor:
+    """Weighted mean of ``−Σ_k t'_k log softmax(logits)_k`` with ``t' = (1 − ε) sharpen(t, T) + ε/K``.
 
     Examples
     --------
@@ -246,7 +270,7 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch
     2.1972
     """
     k = logits.shape[1]
-    t = target * (1 - smoothing) + smoothing / k
+    t = sharpen(target, temperature) * (1 - smoothing) + smoothing / k
     per_px = -(t * F.log_softmax(logits.float(), dim=1)).sum(1)
     wsum = weight.sum()
     return (per_px * weight).sum() / wsum.clamp_min(1e-6)
@@ -418,9 +442,11 @@ def train(
     ckpt = out / CHECKPOINT
     if resume and ckpt.is_file():
         state = torch.load(ckpt, map_location=dev, weights_only=True)
-        saved = {k: v for k, v in state["config"].items() if k not in ("steps", "eval_every", "checkpoint_every")}
-        now = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items()
-               if k not in ("steps", "eval_every", "checkpoint_every")}
+        ignore = ("steps", "eval_every", "checkpoint_every")
+        defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+        now = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in ignore}
+        # options added after a checkpoint was written count as their default value
+        saved = {k: state["config"].get(k, defaults[k]) for k in now}
         if saved != now or state["normalisation"] != json.loads(json.dumps(norm)):
             raise ValueError(f"{ckpt} was written with another configuration or normalisation; "
                              "use another out_dir or resume=False")
@@ -440,7 +466,7 @@ def train(
         net.train()
         logits = net(torch.from_numpy(x).to(dev))
         loss = soft_cross_entropy(logits, torch.from_numpy(t).to(dev), torch.from_numpy(w).to(dev),
-                                  config.label_smoothing)
+                                  config.label_smoothing, config.target_temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), config.clip_grad)

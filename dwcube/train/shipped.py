@@ -345,21 +345,48 @@ def patch_sets(shared: Path, cache: Path, *, patch: int = 96, dates_per_sample: 
     return PatchSet.concat(train_sets), PatchSet.concat(val_sets)
 
 
-#: Steps of the shipped training run (CPU, one thread, ~40 min on the shared project VM).
+#: Steps of the shipped training run (CPU, one thread, ~25 min on the shared project VM).
 SHIPPED_CONFIG_STEPS = 3000
+#: Temperature the teacher's probabilities are sharpened with (:func:`dwcube.train.loop.sharpen`).
+SHIPPED_TARGET_TEMPERATURE = 0.3
+#: Scale of the default radiometric augmentation (:meth:`AugmentParams.scaled`).
+SHIPPED_RADIOMETRIC = 0.5
+
+
+def shipped_config(steps: int = SHIPPED_CONFIG_STEPS, threads: int | None = 1, seed: int = 0) -> Any:
+    """The :class:`~dwcube.train.loop.TrainConfig` of the shipped weights.
+
+    Distillation settings: the teacher's probabilities sharpened at
+    :data:`SHIPPED_TARGET_TEMPERATURE`, light label smoothing (0.02) and half the default
+    radiometric augmentation.  In 1200-step trials on the cached patches these raised the
+    agreement with Dynamic World on the held-out areas from 69 % to 78 % (see the model card);
+    the validation split, not the held-out areas, chose between them.
+
+    Examples
+    --------
+    >>> cfg = shipped_config()
+    >>> cfg.target_temperature, cfg.augment.brightness, cfg.model.widths
+    (0.3, 0.04, (16, 32, 64, 96))
+    """
+    from ..models.unet import UNetConfig
+    from .augment import AugmentParams
+    from .loop import TrainConfig
+
+    return TrainConfig(steps=steps, batch_size=16, lr=2e-3, warmup=100, label_smoothing=0.02,
+                       target_temperature=SHIPPED_TARGET_TEMPERATURE, checkpoint_every=100, eval_every=500, seed=seed,
+                       device="auto", threads=threads, augment=AugmentParams().scaled(SHIPPED_RADIOMETRIC),
+                       model=UNetConfig(widths=(16, 32, 64, 96), attention=True, aspp=True))
 
 
 def train_shipped(cache: Path, out: Path, *, steps: int = SHIPPED_CONFIG_STEPS, threads: int = 1,
-                  progress: bool = True) -> Any:
+                  seed: int = 0, progress: bool = True) -> Any:
     """Train the shipped model on the cached patch sets (resumable: rerun to continue)."""
-    from ..models.unet import SHIPPED_NORMALISATION, UNetConfig, input_spec
-    from .loop import TrainConfig, train
+    from ..models.unet import SHIPPED_NORMALISATION, input_spec
+    from .loop import train
 
     tr = PatchSet.load(cache / "train_patches.npz")
     va = PatchSet.load(cache / "val_patches.npz")
-    cfg = TrainConfig(steps=steps, batch_size=16, lr=2e-3, warmup=100, label_smoothing=0.05, checkpoint_every=100,
-                      eval_every=500, seed=0, device="auto", threads=threads,
-                      model=UNetConfig(widths=(16, 32, 64, 96), attention=True, aspp=True))
+    cfg = shipped_config(steps, threads, seed)
     meta = {"recipe": "dwcube.train.shipped.train_shipped",
             "training_data": {s: int((tr.source == s).sum()) for s in np.unique(tr.source).tolist()},
             "validation_data": {s: int((va.source == s).sum()) for s in np.unique(va.source).tolist()},
@@ -379,6 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/dwcube-shipped/run"))
     ap.add_argument("--steps", type=int, default=SHIPPED_CONFIG_STEPS)
     ap.add_argument("--threads", type=int, default=1, help="PyTorch threads (1 on a shared machine)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches (shipped: 1)")
     args = ap.parse_args(argv)
     import torch
 
@@ -391,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         va.save(args.cache / "val_patches.npz")
         print(f"{len(tr)} training and {len(va)} validation patches in {args.cache}")
     else:
-        res = train_shipped(args.cache, args.out, steps=args.steps, threads=args.threads)
+        res = train_shipped(args.cache, args.out, steps=args.steps, threads=args.threads, seed=args.seed)
         print(json.dumps({"weights": str(res.weights), "sha256": res.sha256}))
     return 0
 
