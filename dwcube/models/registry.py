@@ -365,7 +365,7 @@ class FileModelEntry(ModelEntry):
 # --- dwcube U-Net (weights trained with dwcube.train, shipped inside the package) -------------
 #: The packaged U-Net weights (``dwcube/models/weights/``; made by :mod:`dwcube.train.shipped`).
 UNET_WEIGHTS_FILE = Path(__file__).resolve().parent / "weights" / "unet-v1.pt"
-UNET_WEIGHTS_SHA256 = "162806d50a08c5383269466baa378523ceaeea42f5986fc115de915a2418ee33"
+UNET_WEIGHTS_SHA256 = "1ac915601a276a204a3efb416e8b1f02e0e72bdaf988db4b67f11bef88ab867d"
 
 
 def _unet_inputs() -> InputSpec:

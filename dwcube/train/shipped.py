@@ -351,16 +351,18 @@ SHIPPED_CONFIG_STEPS = 3000
 SHIPPED_TARGET_TEMPERATURE = 0.3
 #: Scale of the default radiometric augmentation (:meth:`AugmentParams.scaled`).
 SHIPPED_RADIOMETRIC = 0.5
+#: Seed of the shipped run: seeds 0 and 1 were trained, 1 had the better validation scores.
+SHIPPED_SEED = 1
 
 
-def shipped_config(steps: int = SHIPPED_CONFIG_STEPS, threads: int | None = 1, seed: int = 0) -> Any:
+def shipped_config(steps: int = SHIPPED_CONFIG_STEPS, threads: int | None = 1, seed: int = SHIPPED_SEED) -> Any:
     """The :class:`~dwcube.train.loop.TrainConfig` of the shipped weights.
 
     Distillation settings: the teacher's probabilities sharpened at
     :data:`SHIPPED_TARGET_TEMPERATURE`, light label smoothing (0.02) and half the default
-    radiometric augmentation.  In 1200-step trials on the cached patches these raised the
-    agreement with Dynamic World on the held-out areas from 69 % to 78 % (see the model card);
-    the validation split, not the held-out areas, chose between them.
+    radiometric augmentation.  In 1200-step trials on the cached patches they raised the
+    validation accuracy from 79.5 % to 82.4 % (and the agreement with Dynamic World on the
+    held-out areas from 69 % to 78 %; docs/model_card.md).
 
     Examples
     --------
@@ -379,7 +381,7 @@ def shipped_config(steps: int = SHIPPED_CONFIG_STEPS, threads: int | None = 1, s
 
 
 def train_shipped(cache: Path, out: Path, *, steps: int = SHIPPED_CONFIG_STEPS, threads: int = 1,
-                  seed: int = 0, progress: bool = True) -> Any:
+                  seed: int = SHIPPED_SEED, progress: bool = True) -> Any:
     """Train the shipped model on the cached patch sets (resumable: rerun to continue)."""
     from ..models.unet import SHIPPED_NORMALISATION, input_spec
     from .loop import train
@@ -406,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/dwcube-shipped/run"))
     ap.add_argument("--steps", type=int, default=SHIPPED_CONFIG_STEPS)
     ap.add_argument("--threads", type=int, default=1, help="PyTorch threads (1 on a shared machine)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches (shipped: 1)")
+    ap.add_argument("--seed", type=int, default=SHIPPED_SEED, help="seed of initialisation and batches")
     args = ap.parse_args(argv)
     import torch
 
