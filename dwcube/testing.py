@@ -63,6 +63,7 @@ __all__ = [
     "synthetic_cube",
     "TinyNet",
     "TINY_MODEL",
+    "randomise_batch_norm",
 ]
 
 # -- files ------------------------------------------------------------------------------------
@@ -911,6 +912,31 @@ def synthetic_cube(
                     attrs={"sensor": sensor, "product_level": sensor.rsplit("-", 1)[-1].upper(),
                            "radiometry": "synthetic reflectance", "bands": list(bands)})
     return ds.chunk({"time": 1, "y": chunks, "x": chunks}) if chunks else ds
+
+
+def randomise_batch_norm(net: torch.nn.Module, *, bias: float = 0.5) -> torch.nn.Module:
+    """Give every batch norm of ``net`` random statistics and affine terms, in place; returns ``net``.
+
+    Freshly built networks have the identity batch norm (mean 0, variance 1, weight 1,
+    bias 0), under which folding or reordering a batch norm cannot go wrong; tests of such
+    rewrites need non-trivial values.  Uses torch's global generator (seed it first):
+    running mean U(−0.5, 0.5), running variance U(0.5, 2), weight U(0.5, 1.5), bias U(−bias, bias).
+
+    Examples
+    --------
+    >>> _ = torch.manual_seed(0)
+    >>> bn = randomise_batch_norm(torch.nn.Sequential(torch.nn.BatchNorm2d(3)))[0]
+    >>> bool((bn.running_var >= 0.5).all()), bool((bn.bias.abs() <= 0.5).all())
+    (True, True)
+    """
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-bias, bias)
+    return net
 
 
 class TinyNet(torch.nn.Module):

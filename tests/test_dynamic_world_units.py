@@ -8,6 +8,7 @@ import torch
 
 from dwcube.models import dynamic_world as dw
 from dwcube.models.tiling import plan_axis, predict_tiled
+from dwcube.testing import randomise_batch_norm
 
 
 def test_odd_sizes_use_tensorflows_resize_scale() -> None:
@@ -33,14 +34,7 @@ def test_even_downsample_as_a_convolution_equals_the_taps(shape: tuple[int, int]
 
 def test_fast_form_equals_the_faithful_network_with_random_weights() -> None:
     torch.manual_seed(1)
-    net = dw.build_dynamic_world()
-    with torch.no_grad():  # non-trivial batch-norm statistics, so folding is exercised
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
+    net = randomise_batch_norm(dw.build_dynamic_world(), bias=0.2)  # so that folding is exercised
     fast = dw.DynamicWorldInference(net)
     for h, w in ((32, 32), (33, 30), (7, 9)):
         x = torch.rand(2, 9, h, w)

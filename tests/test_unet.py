@@ -16,7 +16,7 @@ from dwcube.inference import classify
 from dwcube.models import unet as U
 from dwcube.models.registry import get_entry
 from dwcube.models.weights import WeightsHashError
-from dwcube.testing import synthetic_cube
+from dwcube.testing import randomise_batch_norm, synthetic_cube
 
 VARIANTS = {
     "plain": U.UNetConfig(),
@@ -30,15 +30,7 @@ BANDS = ("blue", "green", "red", "nir08", "swir16", "swir22")
 def _random_net(cfg: U.UNetConfig, seed: int = 0) -> U.UNet:
     """Random weights and batch-norm statistics (so that every layer matters), evaluation mode."""
     torch.manual_seed(seed)
-    net = U.UNet(cfg).eval()
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    return net
+    return randomise_batch_norm(U.UNet(cfg).eval())
 
 
 def _records() -> list[dict]:
