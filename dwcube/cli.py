@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _bbox(text: str) -> list[float]:
@@ -69,7 +70,12 @@ def _classify_command(args: argparse.Namespace) -> None:
     from .load import load
     from .models.registry import get_entry
 
-    entry = get_entry(args.model)
+    if args.model.endswith(".pt"):  # a U-Net trained with `dwcube train`
+        from .models.unet import unet_entry
+
+        entry = unet_entry(args.model, name=Path(args.model).stem)
+    else:
+        entry = get_entry(args.model)
     spec = entry.inputs
     client_cm: contextlib.AbstractContextManager = contextlib.nullcontext()
     if args.scheduler:
@@ -138,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cl.add_argument("--collections", nargs="*")
     cl.add_argument("--bbox", type=_bbox, help="west,south,east,north in degrees")
     cl.add_argument("--datetime", help="date or range, e.g. 2024-05/2024-08")
-    cl.add_argument("--model", default="dynamic-world", help="registered model (default: dynamic-world)")
+    cl.add_argument("--model", default="dynamic-world",
+                    help="registered model (default: dynamic-world), or a U-Net weights file (.pt) from dwcube train")
     cl.add_argument("--weights", help="weights folder (default: $DWCUBE_WEIGHTS, then the user cache)")
     cl.add_argument("--device", default="auto", help="auto (GPU when a worker has one), cpu, cuda, cuda:1")
     cl.add_argument("--scheduler", help="address of a dask.distributed scheduler (default: local threads)")

@@ -119,6 +119,15 @@ def test_cli_classify_with_the_unet_needs_and_uses_a_dem(tmp_path: Path, capsys:
     assert prob.attrs["model"] == "unet" and prob.sizes["time"] == 1
     total = prob.sum("class").values
     assert np.nanmax(np.abs(total - 1)) < 1e-3 and np.isfinite(total).mean() > 0.5
+    # a weights file from `dwcube train` classifies the same way (here: the shipped file itself)
+    from dwcube.models.registry import UNET_WEIGHTS_FILE
+
+    other = tmp_path / "file.zarr"
+    assert main([*args[:3], str(other), *args[4:6], "--model", str(UNET_WEIGHTS_FILE), *args[8:],
+                 "--dem", str(tmp_path / "dem.tif")]) == 0
+    again = open_archive(other).probability
+    assert again.attrs["model"] == "unet-v1"
+    np.testing.assert_allclose(again.values, prob.values, atol=1e-4)
 
 
 def test_cli_train_runs_through_the_dwcube_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -98,8 +98,9 @@ def test_train_and_validation_patches_are_spatially_disjoint() -> None:
     cube, lab = _cube_and_labels(128, 2)
     split = SplitParams(block=16, val_fraction=0.1, seed=1)
     params = SamplingParams(patch=24, n_samples=120, dates_per_sample=1, seed=2)
-    tr = sample_patches(cube, lab, params, split=split, side="train")
-    va = sample_patches(cube, lab, params, split=split, side="val")
+    dem = xr.Dataset({"elevation": xr.full_like(cube.red.isel(time=0, drop=True), 250.0)})
+    tr = sample_patches(cube, lab, params, split=split, side="train", dem=dem)
+    va = sample_patches(cube, lab, params, split=split, side="val", dem=dem)
     side = split_mask((128, 128), split)
     seen_tr = np.zeros((128, 128), bool)   # pixels whose input or label a training patch carries
     seen_va = np.zeros((128, 128), bool)
@@ -109,8 +110,51 @@ def test_train_and_validation_patches_are_spatially_disjoint() -> None:
             mine = side[win] == want
             assert (ps.confidence[i][~mine] == 0).all()                  # no label from the other side
             assert np.isnan(ps.reflectance[i][:, :, ~mine]).all()         # no input either (isolate)
+            assert np.isnan(ps.elevation[i][~mine]).all() and (ps.elevation[i][mine] == 250).all()  # nor elevation
             seen[win] |= (ps.confidence[i] > 0) | np.isfinite(ps.reflectance[i]).any((0, 1))
     assert seen_tr.any() and seen_va.any() and not (seen_tr & seen_va).any()
+
+
+def test_labels_or_elevation_on_another_grid_are_refused_or_reprojected() -> None:
+    from dwcube.train.recipe import align_to_cube
+
+    cube, lab = _cube_and_labels(64, 1)
+    shifted = lab.assign_coords(y=lab.y + 30.0)   # 3 px off: same size, another grid
+    with pytest.raises(ValueError, match="not on the cube's grid"):
+        sample_patches(cube, shifted, SamplingParams(patch=16, n_samples=4), split=SplitParams(block=16))
+    dem = xr.Dataset({"elevation": xr.full_like(cube.red.isel(time=0, drop=True), 1.0).assign_coords(x=cube.x - 20.0)})
+    with pytest.raises(ValueError, match="elevation are not on the cube's grid"):
+        sample_patches(cube, lab, SamplingParams(patch=16, n_samples=4), split=SplitParams(block=16), dem=dem)
+    raster = lab.label.assign_coords(y=lab.y + 30.0)
+    with pytest.raises(ValueError, match="no CRS"):
+        align_to_cube(raster, cube)
+    moved = align_to_cube(raster.rio.write_crs(cube.odc.crs.to_wkt()), cube)   # reprojected, nearest
+    assert moved.shape == (64, 64)
+    np.testing.assert_array_equal(moved.values[:-3], lab.label.values[3:])   # 30 m north = 3 rows up
+
+
+def test_empty_validation_side_trains_without_validation(tmp_path: Path) -> None:
+    cube = synthetic_cube(64, 2, bands=UNET_BANDS, seed=4)
+    r = Recipe.quick()
+    side = split_mask((64, 64), r.split)
+    wc = np.where(cube.nir08.isel(time=0).values > 0.2, 10, 80).astype(np.uint8)
+    wc[side == 1] = 0                                   # no label at all on the validation blocks
+    wc = xr.DataArray(wc, dims=("y", "x"), coords={"y": cube.y, "x": cube.x})
+    with pytest.warns(UserWarning, match="no validation patches"):
+        res = train_from_cube(cube, wc, tmp_path / "a", recipe=r, progress=False)
+    assert res.metrics is None and res.weights.is_file()
+    res = train_from_cube(cube, wc, tmp_path / "b", recipe=replace(r, val_samples=0), progress=False)
+    assert res.metrics is None
+
+
+def test_landsat_cube_trains_without_simulating_landsat_again(tmp_path: Path) -> None:
+    cube = synthetic_cube(64, 2, bands=UNET_BANDS, seed=5, sensor="landsat-c2-l2-oli")
+    wc = xr.DataArray(np.where(cube.nir08.isel(time=0).values > 0.2, 10, 30).astype(np.uint8), dims=("y", "x"),
+                      coords={"y": cube.y, "x": cube.x})
+    res = train_from_cube(cube, wc, tmp_path / "l", recipe=Recipe.quick(), progress=False)
+    from dwcube.models.unet import read_unet_file
+
+    assert read_unet_file(res.weights)["metadata"]["training"]["augment"]["landsat_fraction"] == 0.0
 
 
 def test_class_balancing_makes_sampled_classes_near_uniform() -> None:
@@ -307,11 +351,17 @@ def test_tiny_training_lowers_the_loss_writes_a_loadable_checkpoint_and_resumes(
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="another configuration"):
         train(tr, va, spec, replace(cfg, lr=1e-4), tmp_path / "split", progress=False)
-    # a checkpoint written before an option existed resumes as if it had the option's default
+    # a checkpoint written before an option existed resumes as if it had the option's default;
+    # device and thread count may change between sessions
     state = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
     del state["config"]["target_temperature"]
     torch.save(state, tmp_path / "split" / "checkpoint.pt")
-    assert train(tr, va, spec, replace(cfg, steps=41), tmp_path / "split", progress=False) is not None
+    threads = torch.get_num_threads()
+    try:
+        assert train(tr, va, spec, replace(cfg, steps=41, threads=1, device="cpu"), tmp_path / "split",
+                     progress=False) is not None
+    finally:
+        torch.set_num_threads(threads)
     with pytest.raises(ValueError, match="another configuration"):
         train(tr, va, spec, replace(cfg, steps=42, target_temperature=0.5), tmp_path / "split", progress=False)
 

@@ -76,7 +76,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     tr.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda")
     tr.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--quick", action="store_true", help="a seconds-long run with a tiny model (smoke test)")
+    tr.add_argument("--quick", action="store_true",
+                    help="a seconds-long run with a tiny model (smoke test; the other training options are ignored)")
     tr.add_argument("--no-resume", dest="resume", action="store_false")
     tr.add_argument("--no-progress", dest="progress", action="store_false")
     return tr

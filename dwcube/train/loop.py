@@ -442,7 +442,7 @@ def train(
     ckpt = out / CHECKPOINT
     if resume and ckpt.is_file():
         state = torch.load(ckpt, map_location=dev, weights_only=True)
-        ignore = ("steps", "eval_every", "checkpoint_every")
+        ignore = ("steps", "eval_every", "checkpoint_every", "device", "threads")  # may change between sessions
         defaults = json.loads(json.dumps(TrainConfig().to_dict()))
         now = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in ignore}
         # options added after a checkpoint was written count as their default value

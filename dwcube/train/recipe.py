@@ -25,6 +25,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,7 +38,7 @@ from ..inputs import InputSpec
 from ..models import unet as _unet
 from .labels import from_label_map, from_probabilities, from_worldcover
 from .loop import TrainConfig, TrainResult, train
-from .sampling import UNET_BANDS, PatchSet, SamplingParams, SplitParams, sample_patches
+from .sampling import UNET_BANDS, PatchSet, SamplingParams, SplitParams, same_grid, sample_patches
 
 __all__ = ["NORMALISATION", "Recipe", "align_to_cube", "fit_normalisation", "prepare_labels", "train_from_cube"]
 
@@ -158,11 +159,12 @@ def align_to_cube(raster: xr.DataArray, cube: xr.Dataset) -> xr.DataArray:
     if "band" in raster.dims and raster.sizes["band"] == 1:
         raster = raster.squeeze("band", drop=True)
     ydim, xdim = cube.odc.spatial_dims
-    same = (ydim in raster.dims and xdim in raster.dims and raster.sizes[ydim] == cube.sizes[ydim]
-            and raster.sizes[xdim] == cube.sizes[xdim]
-            and np.allclose(raster[ydim].values, cube[ydim].values) and np.allclose(raster[xdim].values, cube[xdim].values))
-    if same:
-        return raster
+    if ydim in raster.dims and xdim in raster.dims:
+        try:
+            same_grid(raster, cube)
+            return raster
+        except ValueError:
+            pass  # another grid: reproject below
     import rioxarray  # noqa: F401  (registers .rio)
     from rasterio.enums import Resampling
 
@@ -210,6 +212,30 @@ def prepare_labels(labels: xr.DataArray | xr.Dataset, kind: LabelKind = "auto") 
     if kind == "dynamic-world":
         return from_label_map(labels, source="Dynamic World labels")
     raise ValueError(f"unknown label kind {kind!r}")
+
+
+def _platform(cube: xr.Dataset) -> str:
+    """The cube's Sentinel-2 platform (most frequent over dates; ``sentinel-2a`` when unknown).
+
+    :func:`dwcube.load` records the platform per date as a ``platform`` coordinate.
+
+    Examples
+    --------
+    >>> from dwcube.testing import synthetic_cube
+    >>> cube = synthetic_cube(4, 3)
+    >>> _platform(cube.assign_coords(platform=("time", ["sentinel-2b", "sentinel-2b", "sentinel-2a"])))
+    'sentinel-2b'
+    """
+    values: list[str] = []
+    if "platform" in cube.coords:
+        values = [str(v).lower() for v in np.ravel(cube["platform"].values)]
+    elif "platform" in cube.attrs:
+        values = [str(cube.attrs["platform"]).lower()]
+    values = [v for v in values if v.startswith("sentinel-2")]
+    if not values:
+        return "sentinel-2a"
+    names, counts = np.unique(values, return_counts=True)
+    return str(names[int(np.argmax(counts))])
 
 
 def train_from_cube(
@@ -275,15 +301,29 @@ def train_from_cube(
     missing = [b for b in bands if b not in cube.data_vars]
     if missing:
         raise KeyError(f"the cube lacks bands the U-Net needs: {', '.join(missing)}")
-    platform = str(cube.attrs.get("platform", "sentinel-2a")).lower()
+    platform = _platform(cube)
+    config = recipe.train
+    if str(cube.attrs.get("sensor", "")).lower().startswith("landsat") and config.augment.landsat_fraction:
+        # the cube is Landsat already: simulating Landsat from it would apply the bandpass twice
+        config = replace(config, augment=replace(config.augment, landsat_fraction=0.0))
+        if log:
+            log("Landsat cube: cross-sensor (Landsat-like) augmentation turned off")
     tr = sample_patches(cube, lab, recipe.sampling, split=recipe.split, side="train", bands=bands, dem=dem,
                         source=source, platform=platform)
-    va = sample_patches(cube, lab, replace(recipe.sampling, n_samples=recipe.val_samples, balance="none"),
-                        split=recipe.split, side="val", bands=bands, dem=dem, source=source, platform=platform)
+    try:
+        va: PatchSet | None = sample_patches(
+            cube, lab, replace(recipe.sampling, n_samples=recipe.val_samples, balance="none"), split=recipe.split,
+            side="val", bands=bands, dem=dem, source=source, platform=platform)
+    except ValueError as exc:
+        if "no labelled pixel" not in str(exc):
+            raise
+        warnings.warn(f"no validation patches ({exc}); training without validation metrics - a smaller "
+                      "split block gives the validation side some labelled pixels", UserWarning, stacklevel=2)
+        va = None
     records = fit_normalisation(tr) if recipe.normalisation == "fit" else [dict(r) for r in NORMALISATION]
     spec: InputSpec = _unet.input_spec(records)
     meta = {"recipe": "dwcube.train.recipe.train_from_cube", "labels": lab.attrs.get("label_source", ""),
             "source": source, "split": asdict(recipe.split), **dict(metadata or {})}
-    result = train(tr, va, spec, recipe.train, out_dir, resume=resume, progress=progress, log=log, metadata=meta)
+    result = train(tr, va, spec, config, out_dir, resume=resume, progress=progress, log=log, metadata=meta)
     assert result is not None  # (only a stop_after run returns None)
     return result

@@ -171,6 +171,39 @@ def _dims(obj: xr.Dataset | xr.DataArray) -> tuple[str, str]:
     return str(dims[0]), str(dims[1])
 
 
+def same_grid(obj: xr.Dataset | xr.DataArray, cube: xr.Dataset, what: str = "labels") -> None:
+    """Raise unless ``obj`` lies on the cube's pixel grid (sizes, and coordinates within 1 % of a pixel).
+
+    Coordinates are compared with an absolute tolerance of 1 % of the pixel size: a
+    relative tolerance would let a shift of several pixels through at UTM northings.
+    An object without spatial coordinates is taken to be on the grid when its sizes match.
+
+    Examples
+    --------
+    >>> from dwcube.testing import synthetic_cube
+    >>> cube = synthetic_cube(8, 1)
+    >>> same_grid(cube.red.isel(time=0), cube)
+    >>> same_grid(cube.red.isel(time=0).assign_coords(y=cube.y + 30.0), cube)
+    Traceback (most recent call last):
+    ...
+    ValueError: labels are not on the cube's grid: y is shifted by 30 m (3 px); put both on one grid first
+    """
+    ydim, xdim = _dims(cube[next(iter(cube.data_vars))])
+    oy, ox = _dims(obj)
+    if (obj.sizes[oy], obj.sizes[ox]) != (cube.sizes[ydim], cube.sizes[xdim]):
+        raise ValueError(f"{what} are {obj.sizes[oy]} × {obj.sizes[ox]} px, the cube {cube.sizes[ydim]} × "
+                         f"{cube.sizes[xdim]}: put both on one grid first")
+    for od, cd in ((oy, ydim), (ox, xdim)):
+        if od not in obj.coords or cd not in cube.coords or cube.sizes[cd] < 2:
+            continue
+        a, b = np.asarray(obj[od].values, np.float64), np.asarray(cube[cd].values, np.float64)
+        step = abs(float(b[1] - b[0]))
+        worst = float(np.max(np.abs(a - b)))
+        if worst > 0.01 * step:
+            raise ValueError(f"{what} are not on the cube's grid: {cd} is shifted by {worst:.3g} m "
+                             f"({worst / step:.3g} px); put both on one grid first")
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How many patches, how large, how balanced, how many dates each.
@@ -442,9 +475,11 @@ def sample_patches(
     ydim, xdim = _dims(cube[bands[0]])
     h, w = cube.sizes[ydim], cube.sizes[xdim]
     ly, lx = _dims(labels["label"])
-    if (labels.sizes[ly], labels.sizes[lx]) != (h, w):
-        raise ValueError(f"labels are {labels.sizes[ly]} × {labels.sizes[lx]} px, the cube {h} × {w}: "
-                         "put both on one grid first")
+    same_grid(labels["label"], cube, "labels")
+    if dem is not None:
+        same_grid((dem["elevation"] if isinstance(dem, xr.Dataset) else dem).squeeze(drop=True), cube, "elevation")
+    if params.n_samples == 0:
+        return PatchSet.empty(bands, params.patch, params.dates_per_sample)
     rng = np.random.default_rng([params.seed, want, zlib.crc32(source.encode())])
     side_mask = split_mask((h, w), split)
     counts = class_block_counts(labels, split, side=want, min_confidence=params.min_confidence)
@@ -487,8 +522,9 @@ def sample_patches(
             hh, ww = np.asarray(c).shape
             mine = side_mask[oy:oy + hh, ox:ox + ww] == want
             r = np.asarray(r, np.float32)
-            if params.isolate:
+            if params.isolate:  # the other side is never seen, not even as context
                 r = np.where(mine, r, np.nan)
+                e = None if e is None else np.where(mine, np.asarray(e, np.float32), np.nan)
             out_r[i, :, :, :hh, :ww] = r
             out_t[i, :, :hh, :ww] = np.asarray(t)
             out_c[i, :hh, :ww] = np.where(mine, np.asarray(c, np.float32), 0)
