@@ -131,6 +131,16 @@ def test_labels_or_elevation_on_another_grid_are_refused_or_reprojected() -> Non
     moved = align_to_cube(raster.rio.write_crs(cube.odc.crs.to_wkt()), cube)   # reprojected, nearest
     assert moved.shape == (64, 64)
     np.testing.assert_array_equal(moved.values[:-3], lab.label.values[3:])   # 30 m north = 3 rows up
+    # a raster much larger than the cube is cut to it before reprojecting; one elsewhere is refused
+    big = np.full((192, 192), 80, np.uint8)
+    big[64:128, 64:128] = lab.label.values
+    step = float(cube.x[1] - cube.x[0])
+    ys = np.concatenate([cube.y.values[0] - step * np.arange(-64, 0), cube.y.values, cube.y.values[-1] - step * np.arange(1, 65)])
+    xs = np.concatenate([cube.x.values[0] + step * np.arange(-64, 0), cube.x.values, cube.x.values[-1] + step * np.arange(1, 65)])
+    wide = xr.DataArray(big, dims=("y", "x"), coords={"y": ys, "x": xs}).rio.write_crs(cube.odc.crs.to_wkt())
+    np.testing.assert_array_equal(align_to_cube(wide, cube).values, lab.label.values)
+    with pytest.raises(ValueError, match="does not cover the cube"):
+        align_to_cube(wide.assign_coords(x=wide.x + 1e5), cube)
 
 
 def test_empty_validation_side_trains_without_validation(tmp_path: Path) -> None:
@@ -240,16 +250,19 @@ def test_geometric_augmentation_keeps_inputs_and_labels_together() -> None:
     spec = input_spec(NORMALISATION)
     aug = replace(A.AugmentParams.none(), geometric=True)
     x0, t0, _ = make_batch(ps, [0], spec, np.random.default_rng(0), A.AugmentParams.none(), dates=[0])
-    for seed in range(6):
+    used = set()
+    for seed in range(12):
         x, t, _ = make_batch(ps, [0], spec, np.random.default_rng(seed), aug, dates=[0])
-        found = False
+        found = None
         for k in range(4):
             for flip in (False, True):
                 xs, ts = A.geometric([x0[0], t0[0]], k, flip)
                 # channel 8 (elevation) is a random field for a scene without a DEM
                 if np.allclose(xs[:8], x[0, :8], equal_nan=True) and np.array_equal(ts, t[0]):
-                    found = True
-        assert found
+                    found = (k, flip)
+        assert found is not None
+        used.add(found)
+    assert len(used) >= 3   # the transform really varies (and is not always the identity)
 
 
 # -- metrics ------------------------------------------------------------------------------------------

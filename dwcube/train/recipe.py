@@ -173,6 +173,14 @@ def align_to_cube(raster: xr.DataArray, cube: xr.Dataset) -> xr.DataArray:
     like = cube[next(iter(cube.data_vars))].isel(time=0, drop=True)
     if like.rio.crs is None:
         like = like.rio.write_crs(cube.odc.crs.to_wkt())
+    # read only the part over the cube (a WorldCover tile is 36000² px), with a margin of 2 % + 4 px
+    left, bottom, right, top = cube.odc.geobox.extent.to_crs(raster.rio.crs).boundingbox
+    rx, ry = (abs(float(v)) for v in raster.rio.resolution())
+    mx, my = 0.02 * (right - left) + 4 * rx, 0.02 * (top - bottom) + 4 * ry
+    try:
+        raster = raster.rio.clip_box(left - mx, bottom - my, right + mx, top + my)
+    except Exception as exc:  # rioxarray's NoDataInBounds / OneDimensionalRaster
+        raise ValueError(f"the label raster does not cover the cube ({type(exc).__name__}: {exc})") from exc
     out = raster.rio.reproject_match(like, resampling=Resampling.nearest)
     return out.assign_coords({ydim: cube[ydim].values, xdim: cube[xdim].values})
 
