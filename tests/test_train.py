@@ -155,6 +155,10 @@ def test_empty_validation_side_trains_without_validation(tmp_path: Path) -> None
     assert res.metrics is None and res.weights.is_file()
     res = train_from_cube(cube, wc, tmp_path / "b", recipe=replace(r, val_samples=0), progress=False)
     assert res.metrics is None
+    from dwcube.train.sampling import NoLabelledPixelsError
+
+    with pytest.raises(NoLabelledPixelsError, match="no labelled pixel on this side"):
+        sample_patches(cube, prepare_labels(wc), r.sampling, split=r.split, side="val")
 
 
 def test_landsat_cube_trains_without_simulating_landsat_again(tmp_path: Path) -> None:

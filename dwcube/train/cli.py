@@ -10,7 +10,8 @@ Usage::
     dwcube train cube.zarr teacher.zarr --kind probability --out runs/c   # distillation
 
 Rerunning the same command resumes from ``OUT/checkpoint.pt``.  The result,
-``OUT/unet.pt``, is used with ``dwcube.classify(cube, unet_entry("OUT/unet.pt"), dem=...)``.
+``OUT/unet.pt``, is used with ``dwcube classify CATALOG --model OUT/unet.pt --dem DEM`` or
+``dwcube.classify(cube, unet_entry("OUT/unet.pt"), dem=...)``.
 
 Examples
 --------

@@ -38,7 +38,15 @@ from ..inputs import InputSpec
 from ..models import unet as _unet
 from .labels import from_label_map, from_probabilities, from_worldcover
 from .loop import TrainConfig, TrainResult, train
-from .sampling import UNET_BANDS, PatchSet, SamplingParams, SplitParams, same_grid, sample_patches
+from .sampling import (
+    UNET_BANDS,
+    NoLabelledPixelsError,
+    PatchSet,
+    SamplingParams,
+    SplitParams,
+    grid_mismatch,
+    sample_patches,
+)
 
 __all__ = ["NORMALISATION", "Recipe", "align_to_cube", "fit_normalisation", "prepare_labels", "train_from_cube"]
 
@@ -159,12 +167,8 @@ def align_to_cube(raster: xr.DataArray, cube: xr.Dataset) -> xr.DataArray:
     if "band" in raster.dims and raster.sizes["band"] == 1:
         raster = raster.squeeze("band", drop=True)
     ydim, xdim = cube.odc.spatial_dims
-    if ydim in raster.dims and xdim in raster.dims:
-        try:
-            same_grid(raster, cube)
-            return raster
-        except ValueError:
-            pass  # another grid: reproject below
+    if ydim in raster.dims and xdim in raster.dims and grid_mismatch(raster, cube) is None:
+        return raster
     import rioxarray  # noqa: F401  (registers .rio)
     from rasterio.enums import Resampling
 
@@ -322,9 +326,7 @@ def train_from_cube(
         va: PatchSet | None = sample_patches(
             cube, lab, replace(recipe.sampling, n_samples=recipe.val_samples, balance="none"), split=recipe.split,
             side="val", bands=bands, dem=dem, source=source, platform=platform)
-    except ValueError as exc:
-        if "no labelled pixel" not in str(exc):
-            raise
+    except NoLabelledPixelsError as exc:
         warnings.warn(f"no validation patches ({exc}); training without validation metrics - a smaller "
                       "split block gives the validation side some labelled pixels", UserWarning, stacklevel=2)
         va = None

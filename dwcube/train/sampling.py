@@ -58,10 +58,13 @@ from ..classes import CLASSES
 
 __all__ = [
     "UNET_BANDS",
+    "NoLabelledPixelsError",
     "PatchSet",
     "SamplingParams",
     "SplitParams",
     "class_block_counts",
+    "grid_mismatch",
+    "same_grid",
     "sample_patches",
     "split_blocks",
     "split_mask",
@@ -171,28 +174,31 @@ def _dims(obj: xr.Dataset | xr.DataArray) -> tuple[str, str]:
     return str(dims[0]), str(dims[1])
 
 
-def same_grid(obj: xr.Dataset | xr.DataArray, cube: xr.Dataset, what: str = "labels") -> None:
-    """Raise unless ``obj`` lies on the cube's pixel grid (sizes, and coordinates within 1 % of a pixel).
+class NoLabelledPixelsError(ValueError):
+    """A side of the split has no labelled pixel to draw patches from."""
 
-    Coordinates are compared with an absolute tolerance of 1 % of the pixel size: a
-    relative tolerance would let a shift of several pixels through at UTM northings.
+
+def grid_mismatch(obj: xr.Dataset | xr.DataArray, cube: xr.Dataset, what: str = "labels") -> str | None:
+    """Why ``obj`` is not on the cube's pixel grid, or ``None`` when it is.
+
+    Sizes must be equal and coordinates within 1 % of a pixel: an absolute tolerance,
+    because a relative one would let a shift of several pixels through at UTM northings.
     An object without spatial coordinates is taken to be on the grid when its sizes match.
 
     Examples
     --------
     >>> from dwcube.testing import synthetic_cube
     >>> cube = synthetic_cube(8, 1)
-    >>> same_grid(cube.red.isel(time=0), cube)
-    >>> same_grid(cube.red.isel(time=0).assign_coords(y=cube.y + 30.0), cube)
-    Traceback (most recent call last):
-    ...
-    ValueError: labels are not on the cube's grid: y is shifted by 30 m (3 px); put both on one grid first
+    >>> grid_mismatch(cube.red.isel(time=0), cube) is None
+    True
+    >>> grid_mismatch(cube.red.isel(time=0).assign_coords(y=cube.y + 30.0), cube)
+    "labels are not on the cube's grid: y is shifted by 30 m (3 px); put both on one grid first"
     """
     ydim, xdim = _dims(cube[next(iter(cube.data_vars))])
     oy, ox = _dims(obj)
     if (obj.sizes[oy], obj.sizes[ox]) != (cube.sizes[ydim], cube.sizes[xdim]):
-        raise ValueError(f"{what} are {obj.sizes[oy]} × {obj.sizes[ox]} px, the cube {cube.sizes[ydim]} × "
-                         f"{cube.sizes[xdim]}: put both on one grid first")
+        return (f"{what} are {obj.sizes[oy]} × {obj.sizes[ox]} px, the cube {cube.sizes[ydim]} × "
+                f"{cube.sizes[xdim]}: put both on one grid first")
     for od, cd in ((oy, ydim), (ox, xdim)):
         if od not in obj.coords or cd not in cube.coords or cube.sizes[cd] < 2:
             continue
@@ -200,8 +206,26 @@ def same_grid(obj: xr.Dataset | xr.DataArray, cube: xr.Dataset, what: str = "lab
         step = abs(float(b[1] - b[0]))
         worst = float(np.max(np.abs(a - b)))
         if worst > 0.01 * step:
-            raise ValueError(f"{what} are not on the cube's grid: {cd} is shifted by {worst:.3g} m "
-                             f"({worst / step:.3g} px); put both on one grid first")
+            return (f"{what} are not on the cube's grid: {cd} is shifted by {worst:.3g} m "
+                    f"({worst / step:.3g} px); put both on one grid first")
+    return None
+
+
+def same_grid(obj: xr.Dataset | xr.DataArray, cube: xr.Dataset, what: str = "labels") -> None:
+    """Raise :class:`ValueError` with :func:`grid_mismatch`'s reason unless ``obj`` is on the cube's grid.
+
+    Examples
+    --------
+    >>> from dwcube.testing import synthetic_cube
+    >>> cube = synthetic_cube(8, 1)
+    >>> same_grid(cube.red.isel(time=0).assign_coords(y=cube.y + 30.0), cube)
+    Traceback (most recent call last):
+    ...
+    ValueError: labels are not on the cube's grid: y is shifted by 30 m (3 px); put both on one grid first
+    """
+    reason = grid_mismatch(obj, cube, what)
+    if reason is not None:
+        raise ValueError(reason)
 
 
 @dataclass(frozen=True)
@@ -394,7 +418,8 @@ def _anchors(labels: xr.Dataset, counts: np.ndarray, side_mask: np.ndarray, want
     if params.balance == "class" and params.min_class_pixels and (per_class >= params.min_class_pixels).any():
         present = np.flatnonzero(per_class >= max(1, params.min_class_pixels))
     if present.size == 0:
-        raise ValueError("no labelled pixel on this side of the split (check the labels' confidence and the split)")
+        raise NoLabelledPixelsError("no labelled pixel on this side of the split "
+                                    "(check the labels' confidence and the split)")
     n = params.n_samples
     if params.balance == "class":
         classes = rng.choice(present, size=n)
@@ -469,7 +494,9 @@ def sample_patches(
     Raises
     ------
     ValueError
-        When the grids differ or the side has no labelled pixel.
+        When the grids differ.
+    NoLabelledPixelsError
+        When the side has no labelled pixel (a :class:`ValueError`).
     """
     want = TRAIN if side == "train" else VAL
     ydim, xdim = _dims(cube[bands[0]])
