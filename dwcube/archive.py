@@ -138,6 +138,7 @@ RESUME_TOLERANCE = 0.02
 #: Per-date provenance of the inputs that a resumed job must share with the interrupted one.
 _INPUT_KEYS = ("sensor", "product_level", "radiometry", "corrections", "mask", "harmonization", "out_of_domain")
 _LOCK_SUFFIX = ".lock"
+_TIME_CHUNK = 1024  # dates per chunk of the per-date coordinates
 _PROGRESS = "_progress"
 
 
@@ -571,10 +572,16 @@ def _read_chunk(arr: zarr.Array, idx: tuple[int, ...]) -> BaseException | None:
 
 
 def _check_coordinates(path: str, sgroup: zarr.Group) -> None:
-    """Read every chunk of the archive's coordinates (small), raising on the first damage."""
-    for name, arr in sgroup.arrays():
+    """Read the archive's coordinates (small; each in one request, chunks fetched together),
+    raising on the first damage, named by its chunk."""
+    for name, arr in _arrays(sgroup, path):
         if arr.ndim > 1:
             continue
+        try:
+            arr[...]
+            continue
+        except Exception:  # noqa: BLE001 - find the chunk at fault
+            pass
         for idx in np.ndindex(*_chunk_grid(arr)):
             exc = _read_chunk(arr, idx)
             if exc is not None:
@@ -715,6 +722,8 @@ def _template(probability: xr.DataArray, enc: ArchiveEncoding) -> tuple[xr.Datas
         coord = coord.load()  # per-date properties and the grid: small, and xarray needs their dtype
         out.coords[name] = coord.astype(object) if coord.dtype.kind == "U" else coord  # variable-length strings
         encoding.setdefault(name, {})["compressors"] = [zarr.codecs.ZstdCodec(), zarr.codecs.Crc32cCodec()]
+        if coord.dims == ("time",):  # a chunk holds many dates: appends of one date do not add a file each
+            encoding[name]["chunks"] = (_TIME_CHUNK,)
     return out, encoding
 
 
@@ -1134,6 +1143,8 @@ def open_archive(store: str | os.PathLike[str], *, chunks: Mapping[str, int] | N
     ...     ds.label.dims, ds.label.attrs["flag_meanings"].split()[:2]
     (('time', 'y', 'x'), ['water', 'trees'])
     """
+    if chunks is not None and not isinstance(chunks, Mapping):
+        raise TypeError(f"chunks must map dimension names to chunk sizes, e.g. {{'time': 4}}; got {chunks!r}")
     path = _store_path(store)
     group = _archive_group(path)
     fp = dict(group.attrs["dwcube_archive"])  # type: ignore[arg-type]
@@ -1414,6 +1425,9 @@ def check_archive(store: str | os.PathLike[str], *, threads: int = 4) -> Archive
         if stale and not pending:
             report.notes.append(f"the consolidated metadata is stale ({', '.join(stale)}); plain xarray shows "
                                 "fewer dates until the next write of this archive refreshes it")
-    else:
+    elif int(fp.get("format", 1)) >= 2:
         report.notes.append("no consolidated metadata (plain xr.open_zarr warns); the next write adds it")
+    else:
+        report.notes.append(f"archive format {fp.get('format')} (an older dwcube): no consolidated metadata, "
+                            "no checksums; it reads, but new dates go to a new archive")
     return report
