@@ -12,6 +12,12 @@ Commands
     progress bar; ``--map`` also draws the labels to a PNG.
 ``dwcube archive info STORE``
     What an archive holds: model, classes, grid, dates, pending write, encoding, size.
+``dwcube archive check STORE``
+    Read and decode every chunk of an archive (checksums too) and list any damage;
+    exit status 1 when damaged.
+``dwcube export STORE --date DATE --layer label|probability --out FILE.tif``
+    One date of an archive as a Cloud-Optimised GeoTIFF: the label with the Dynamic
+    World colour table and class names, or one probability band per class.
 ``dwcube train CUBE LABELS --out DIR ...``
     Train the project's U-Net on a cube and a label raster (WorldCover, Dynamic
     World labels or a teacher's probabilities); resumable (see :mod:`dwcube.train.cli`).
@@ -112,13 +118,25 @@ def _classify_command(args: argparse.Namespace) -> None:
         print(f"map: {args.map}")
 
 
-def _archive_command(args: argparse.Namespace) -> None:
+def _archive_command(args: argparse.Namespace) -> int:
     import json
 
-    from .archive import archive_info, format_info
+    from .archive import archive_info, check_archive, format_info
 
+    if args.archive_command == "check":
+        report = check_archive(args.store)
+        print(json.dumps({**vars(report), "ok": report.ok}, indent=1) if args.json else report.format())
+        return 0 if report.ok else 1
     info = archive_info(args.store)
     print(json.dumps(info, indent=1, default=str) if args.json else format_info(info))
+    return 0
+
+
+def _export_command(args: argparse.Namespace) -> None:
+    from .export import export_cog
+
+    path = export_cog(args.store, args.out, date=args.date, layer=args.layer, blocksize=args.blocksize)
+    print(f"{path}: {args.layer} of {args.date} from {args.store} (Cloud-Optimised GeoTIFF)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,6 +188,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ai = asub.add_parser("info", help="model, classes, grid, dates, pending write, encoding and size")
     ai.add_argument("store")
     ai.add_argument("--json", action="store_true", help="machine-readable output")
+    ac = asub.add_parser("check", help="read and decode every chunk (checksums too); exit status 1 if damaged")
+    ac.add_argument("store")
+    ac.add_argument("--json", action="store_true", help="machine-readable output")
+
+    ex = sub.add_parser("export", help="write one date of an archive to a Cloud-Optimised GeoTIFF")
+    ex.add_argument("store", help="the archive")
+    ex.add_argument("--date", required=True, help="the date to export, e.g. 2024-05-17")
+    ex.add_argument("--layer", choices=["label", "probability"], default="label",
+                    help="label: uint8 classes with the Dynamic World colour table (default); "
+                         "probability: one float32 band per class")
+    ex.add_argument("--out", required=True, help="output GeoTIFF file")
+    ex.add_argument("--blocksize", type=int, default=512, help="tile size in pixels (default 512)")
 
     ld = sub.add_parser("load", help="load a normalised reflectance cube and write it to Zarr")
     ld.add_argument("catalog", help="STAC API URL or local catalogue file")
@@ -218,7 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "classify":
             _classify_command(args)
         elif args.command == "archive":
-            _archive_command(args)
+            return _archive_command(args)
+        elif args.command == "export":
+            _export_command(args)
         elif args.command == "weights":
             _weights_command(args)
         elif args.command == "train":
