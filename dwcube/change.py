@@ -62,6 +62,7 @@ from .temporal import (
     _check_values,
     _posterior_tkn,
     _validate,
+    spatial_dims,
 )
 
 __all__ = ["changes"]
@@ -222,7 +223,8 @@ def changes(probability: xr.DataArray, *, from_classes: str | int | Sequence[str
     Returns
     -------
     xarray.Dataset
-        Over ``(y, x)`` (the input's chunks), fit for Zarr and plotting:
+        Over the input's spatial dims (``(y, x)`` or ``(latitude, longitude)``; its chunks and
+        coordinates, ``spatial_ref`` included), fit for Zarr and plotting:
         ``change_date`` datetime64[ns] (= ``first_after``; NaT: no change),
         ``last_before`` and ``first_after`` datetime64[ns] (the dating bracket),
         ``from_class`` and ``to_class`` uint8 (255: none; CF ``flag_values`` /
@@ -264,7 +266,7 @@ def changes(probability: xr.DataArray, *, from_classes: str | int | Sequence[str
         dask="parallelized", output_dtypes=["datetime64[ns]", "datetime64[ns]", np.uint8, np.uint8, np.float32],
         keep_attrs=False, kwargs=kwargs,
     )
-    pix = [d for d in probability.dims if d in ("y", "x")]
+    pix = list(spatial_dims(probability))
     flags = {"flag_values": list(range(len(names))), "flag_meanings": " ".join(names),
              "flag_colors": " ".join(COLORS.get(c, "#000000") for c in names), "nodata": NODATA_LABEL}
     ds = xr.Dataset({
