@@ -377,3 +377,18 @@ def test_distance_transform_morphology_equals_disk_structuring_elements() -> Non
             disk = C._disk(r)  # noqa: SLF001
             assert np.array_equal(C._dilate(mask, r), ndimage.binary_dilation(mask, disk))  # noqa: SLF001
             assert np.array_equal(C._erode(mask, r), ndimage.binary_erosion(mask, disk, border_value=1))  # noqa: SLF001
+
+
+def test_no_data_does_not_spread_through_the_displacement_index() -> None:
+    """One pixel without data leaves the index NaN there and untouched beyond its window (the box
+    filters are running sums: a NaN used to poison the rest of its row)."""
+    cube = T.synthetic_cube(40, 1, bands=("rededge3", "nir", "nir08"), chunks=20)
+    holed = cube.copy(deep=True)
+    holed["nir"][0, 10, 5] = np.nan
+    a = C.cloud_displacement_index(cube).values[0]
+    b = C.cloud_displacement_index(holed).values[0]
+    assert np.isnan(b[10, 5]) and np.isfinite(np.delete(b.ravel(), 10 * 40 + 5)).all()
+    reach = 15 // 2 + 2  # half the 150 m window and the 20 m box, in 10 m pixels
+    far = np.ones_like(a, bool)
+    far[max(10 - reach, 0):10 + reach + 1, max(5 - reach, 0):5 + reach + 1] = False
+    np.testing.assert_array_equal(b[far], a[far])
