@@ -62,6 +62,7 @@ from .temporal import (
     _check_values,
     _posterior_tkn,
     _validate,
+    _with_coords,
     spatial_dims,
 )
 
@@ -281,6 +282,7 @@ def changes(probability: xr.DataArray, *, from_classes: str | int | Sequence[str
     })
     ds = ds.drop_vars([c for c in ds.coords if c == "time" or "time" in ds[c].dims or c == "class"],
                       errors="ignore")
+    ds = _with_coords(ds, probability)  # spatial_ref with its CRS
     prov = {k: v for k, v in probability.attrs.items() if k not in ("long_name", "units")}
     if not smoothed:
         prov.update({"temporal_method": "hmm-forward-backward", "temporal_transition_model": model.to_json(),

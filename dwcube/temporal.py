@@ -809,6 +809,14 @@ def _whole_time(probability: xr.DataArray) -> xr.DataArray:
     return cube
 
 
+def _with_coords(out: xr.DataArray | xr.Dataset, source: xr.DataArray) -> Any:
+    """``out`` with the source's non-index coordinates as they were, where ``out`` has their dims
+    (``apply_ufunc`` drops the attributes of ``spatial_ref``, which carry the grid's CRS)."""
+    keep = {k: source.coords[k] for k in out.coords
+            if k in source.coords and k not in out.indexes and set(source.coords[k].dims) <= set(out.dims)}
+    return out.assign_coords(keep)
+
+
 def _attrs(probability: xr.DataArray, model: TransitionModel, mode: str, weight: float, floor: float,
            fill: bool) -> dict[str, Any]:
     return {
@@ -903,7 +911,7 @@ def smooth(probability: xr.DataArray, transitions: TransitionModel | None = None
         kwargs={"times_ns": times, "model": model, "weight": weight, "floor": floor, "smooth": mode == "smooth",
                 "fill": fill_gaps, "engine": engine},
     )
-    out = out.transpose(*probability.dims)
+    out = _with_coords(out.transpose(*probability.dims), probability)
     out.name = "probability"
     out.attrs = _attrs(probability, model, mode, weight, floor, fill_gaps)
     return out
@@ -1015,7 +1023,7 @@ def filter_update(probability: xr.DataArray, state: xr.Dataset | None = None,
         output_core_dims=[["time", "class"], ["class"], [], []], dask="parallelized",
         output_dtypes=[np.float32, np.float64, "datetime64[ns]", np.int32], keep_attrs=False, kwargs=kwargs,
     )
-    filtered = filtered.transpose(*probability.dims)
+    filtered = _with_coords(filtered.transpose(*probability.dims), probability)
     filtered.name = "probability"
     filtered.attrs = _attrs(probability, model, "filter", weight, floor, fill_gaps)
     prov = {k: v for k, v in probability.attrs.items() if not k.startswith("temporal_") and k not in ("long_name",
@@ -1033,6 +1041,7 @@ def filter_update(probability: xr.DataArray, state: xr.Dataset | None = None,
     )
     new_state = new_state.drop_vars([c for c in new_state.coords if c == "time" or "time" in new_state[c].dims],
                                     errors="ignore")
+    new_state = _with_coords(new_state, probability)
     if new_state["class"].dtype.kind == "U":  # variable-length strings in Zarr v3, as dwcube.archive writes them
         new_state = new_state.assign_coords({"class": new_state["class"].astype(object)})
     return filtered, new_state

@@ -191,3 +191,4 @@ def test_latitude_longitude_cubes_are_dated_like_y_x() -> None:
     for v in VARS:
         np.testing.assert_array_equal(got[v].values, want[v].values)
     np.testing.assert_array_equal(changes(T.smooth(geo)).change_date.values, want.change_date.values)
+    assert want.odc.geobox == prob.odc.geobox  # the CRS in spatial_ref's attributes survives

@@ -281,6 +281,10 @@ def test_output_keeps_coords_attrs_and_order(small: tuple[xr.DataArray, xr.Datas
     assert out.dims == ("y", "class", "x", "time")
     assert out.name == "probability"
     assert {"spatial_ref", "platform"} <= set(out.coords)
+    # the grid's CRS travels in spatial_ref's attributes, which apply_ufunc used to drop
+    assert prob.odc.geobox.crs.epsg == 32633 and out.odc.geobox == prob.odc.geobox
+    filtered, state = T.filter_update(prob)
+    assert filtered.odc.geobox == prob.odc.geobox and state.odc.geobox == prob.odc.geobox
     assert out.attrs["model_weights_sha256"] == "abc" and out.attrs["model"] == "synthetic"
     assert out.attrs["temporal_method"] == "hmm-forward-backward"
     assert T.TransitionModel.from_json(out.attrs["temporal_transition_model"]) == T.TransitionModel()
