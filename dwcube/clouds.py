@@ -15,6 +15,13 @@ own masking recipe (Google's Earth Engine example ``Sentinel2CloudAndShadow.js``
    (the scene's solar azimuth; with ``cloud_heights`` and the zenith, only the distances
    ``h·tan(zenith)`` those heights cast).
 
+Every window and distance is in metres on the ground, converted per axis with the grid's
+true pixel size and north/east directions (:func:`ground_geometry`, geodesics at the grid's
+centre): on a latitude/longitude grid, whose pixels are taller than wide away from the
+equator, the buffer is a disk on the ground and the shadows fall the right distance towards
+the anti-solar azimuth, as on UTM.  Pixels without data count as missing, never as clear
+ground next to a cloud.
+
 Everything is lazy and chunk-invariant (``map_overlap`` with the exact context each step
 needs).  Every threshold is a field of :class:`CloudMaskParams` with the published default.
 
