@@ -295,23 +295,26 @@ def test_load_on_a_geographic_grid_masks_like_utm(partly_cloudy: dict, partly_ba
 
 
 @pytest.mark.parametrize("azimuth,zenith", [(150.0, 35.0), (90.0, 60.0), (225.0, 20.0), (0.0, 45.0)])
-def test_shadow_lands_the_right_distance_away_from_the_sun(azimuth: float, zenith: float) -> None:
+@pytest.mark.parametrize("resolution", [(10.0, 10.0), (11.1, 7.8)])  # UTM; lat/lon pixels at 46° N
+def test_shadow_lands_the_right_distance_away_from_the_sun(azimuth: float, zenith: float,
+                                                           resolution: tuple[float, float]) -> None:
     cloud = np.zeros((301, 301), bool)
-    cloud[145:156, 145:156] = True  # an 11 x 11 px cloud centred on (150, 150), 10 m pixels
+    cloud[145:156, 145:156] = True  # an 11 x 11 px cloud centred on (150, 150)
     height = 500.0
     p = C.CloudMaskParams(cloud_heights_m=(height, height))
-    shadow = C.project_shadows(cloud, azimuth=azimuth, zenith=zenith, resolution=10.0, params=p)
+    shadow = C.project_shadows(cloud, azimuth=azimuth, zenith=zenith, resolution=resolution, params=p)
     # the shadow is the cloud moved h·tan(z) along the ground, towards azimuth + 180°
-    # (north-up grid: rows grow southwards, columns eastwards)
-    d = height * math.tan(math.radians(zenith)) / 10.0
-    want = (150 + d * math.cos(math.radians(azimuth)), 150 - d * math.sin(math.radians(azimuth)))
+    # (north-up grid: rows grow southwards, columns eastwards; each axis in its own metres)
+    d = height * math.tan(math.radians(zenith))
+    want = (150 + d * math.cos(math.radians(azimuth)) / resolution[0],
+            150 - d * math.sin(math.radians(azimuth)) / resolution[1])
     got = np.argwhere(shadow).mean(axis=0)
     print(f"azimuth {azimuth}, zenith {zenith}: shadow centre {got.round(2)}, expected {np.round(want, 2)}")
     assert abs(got[0] - want[0]) <= 1.0 and abs(got[1] - want[1]) <= 1.0
     assert 121 <= shadow.sum() <= 2.5 * 121  # one cloud's worth (two pixel-distance steps), nothing else
     assert not (shadow & cloud).any()
     # without heights (Dynamic World): every distance up to 5 km, on the same side
-    sweep = C.project_shadows(cloud, azimuth=azimuth, resolution=10.0)
+    sweep = C.project_shadows(cloud, azimuth=azimuth, resolution=resolution)
     assert sweep[shadow].all() and sweep.sum() > shadow.sum()
 
 
