@@ -195,8 +195,8 @@ class LulcArrayAccessor:
         return composite(self._da, period, **kwargs)
 
     def area(self, unit: str = "km2", **kwargs: Any) -> xr.DataArray:
-        """Area of each class per date (and polygon) of a probability or label cube; see
-        :func:`dwcube.stats.class_area`.
+        """Area of each class per date (and polygon) of a probability or label cube: the labelled
+        area by default, ``method="expected"`` for probability × area; see :func:`dwcube.stats.class_area`.
 
         Examples
         --------

@@ -942,7 +942,9 @@ def randomise_batch_norm(net: torch.nn.Module, *, bias: float = 0.5) -> torch.nn
 class TinyNet(torch.nn.Module):
     """A small U-shaped network with one 2× downsampling, for inference tests.
 
-    Deterministic weights from ``seed``; receptive field 17 px (halo 8 covers it);
+    Deterministic weights from ``seed``; receptive field 10 px (an even output pixel sees 4 input
+    pixels on either side, an odd one 5 before and 3 after), so with tiles on even origins a
+    halo of 4 covers it (tested: 2 does not);
     ``delay`` seconds of sleep per forward pass let tests catch a job in flight.
     """
 
@@ -987,7 +989,7 @@ def _tiny_entry() -> Any:
                                    scale=1.0 if n == "ndvi" else 0.1) for n in _TINY_FEATURES),
                      description="tiny test model: five bands and NDVI")
     return ModelEntry(name="tiny-test", version="0", description="untrained test network (dwcube.testing)",
-                      inputs=spec, classes=tuple(CLASSES), output="logits", receptive_field=17, halo=8,
+                      inputs=spec, classes=tuple(CLASSES), output="logits", receptive_field=10, halo=4,
                       alignment=2, min_size=2, build=_build_tiny)
 
 
