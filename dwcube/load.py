@@ -37,6 +37,9 @@ import datetime as dt
 import logging
 import math
 import os
+import time
+import uuid
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -64,16 +67,29 @@ from .sensors import (
 )
 from .clouds import CLOUD_BANDS, CloudMaskParams
 from .clouds import cloud_mask as _cloud_mask
+from .reads import (
+    MISSING_SCHEME,
+    AssetError,
+    AssetReadWarning,
+    ReadGuard,
+    odc_driver,
+    read_failures,
+    stackstac_reader,
+)
 from .stac import CatalogLike, _item_time, search
 
-__all__ = ["load", "output_grid", "date_groups", "solar_day", "ReadPlan", "AssetError", "DEFAULT_GDAL_ENV"]
+__all__ = ["load", "output_grid", "date_groups", "solar_day", "ReadPlan", "AssetError", "DEFAULT_GDAL_ENV",
+           "read_failures"]
 
 log = logging.getLogger(__name__)
 
 #: GDAL settings used for every read: retries on flaky HTTP (429/5xx), no
 #: directory listing on open, curl reuse.  Override any of them with ``gdal_env``.
+#: GDAL doubles its delay between retries (0.2, 0.5, 1.1, 2.5, 6 s, … measured): 5 retries
+#: wait ~10 s in all, where 10 waited ~10 minutes on a file that never answers right
+#: (dwcube's own retries of a failed read, :class:`dwcube.reads.ReadGuard`, come on top).
 DEFAULT_GDAL_ENV: dict[str, Any] = {
-    "GDAL_HTTP_MAX_RETRY": 10,
+    "GDAL_HTTP_MAX_RETRY": 5,
     "GDAL_HTTP_RETRY_DELAY": 0.2,
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
@@ -82,10 +98,6 @@ DEFAULT_GDAL_ENV: dict[str, Any] = {
 
 Groupby = Literal["solar_day", "time", "id"] | Callable[[pystac.Item], Hashable] | None
 OnError = Literal["raise", "nan"]
-
-
-class AssetError(RuntimeError):
-    """A band's asset is missing from an item or cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,8 @@ class ReadPlan:
         ``"raise"`` or ``"nan"`` (see :func:`load`).
     env
         GDAL options for every read.
+    guard
+        How reads are retried and their failures recorded.
     """
 
     items: Sequence[pystac.Item]
@@ -120,6 +134,7 @@ class ReadPlan:
     resampling: str
     on_error: OnError
     env: Mapping[str, Any]
+    guard: ReadGuard
 
     @property
     def spectral(self) -> list[str]:
@@ -150,6 +165,7 @@ def load(
     gdal_env: Mapping[str, Any] | None = None,
     max_items: int | None = None,
     cloud_mask: bool | CloudMaskParams | Literal["auto"] = "auto",
+    read_retries: int = 2,
 ) -> xr.Dataset:
     """Search a catalogue and return a lazy reflectance cube.
 
@@ -204,13 +220,23 @@ def load(
         :class:`~dwcube.clouds.CloudMaskParams` changes its thresholds (and forces it on).
         The mask is computed on each date's merged cube.
     on_error
-        ``"raise"`` (default): an asset missing from an item raises
-        :class:`AssetError` when loading; an unreadable one (404, corrupt) raises
-        the reader's error (rasterio/GDAL) when computing.  ``"nan"``: every
-        asset is checked when loading (its header is read), failed ones become NaN
-        and are listed in ``attrs["failed_assets"]``.
+        What a failed asset does.  Every pixel read that fails (HTTP error, a body
+        cut short, a truncated or corrupt file) is first retried ``read_retries``
+        times (:class:`dwcube.reads.ReadGuard`).  ``"raise"`` (default): an asset
+        missing from an item raises :class:`AssetError` when loading; a read that
+        still fails raises :class:`AssetError` (item, band, file, GDAL's reason) when
+        computing.  ``"nan"``: every asset's header is checked when loading; missing
+        and unreadable assets are NaN and listed in ``attrs["failed_assets"]``; a
+        pixel read that still fails at compute time leaves that block NaN, warns
+        (:class:`dwcube.reads.AssetReadWarning`) and is recorded:
+        :func:`dwcube.read_failures` (``cube``) after computing lists every failure
+        (attrs are written when the cube is built, before any pixel is read, so they
+        cannot hold the compute-time ones).  A band that fails in every item is a
+        NaN band, not an error.
     gdal_env
         GDAL options merged over :data:`DEFAULT_GDAL_ENV`.
+    read_retries
+        Extra attempts for a pixel read that failed (0 = once), ~0.5 s × attempt apart.
 
     Returns
     -------
@@ -251,6 +277,8 @@ def load(
     if on_error not in ("raise", "nan"):
         raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
     env = {**DEFAULT_GDAL_ENV, **(gdal_env or {})}
+    if not (isinstance(read_retries, int) and 0 <= read_retries <= 20):
+        raise ValueError(f"read_retries must be a whole number from 0 to 20, got {read_retries!r}")
 
     items = search(
         catalog,
@@ -295,15 +323,17 @@ def load(
         _canonical_item(it, s, band_names, mask_name, on_error, failures)
         for it, s in zip(items, sensors, strict=True)
     ]
-    if on_error == "nan":
-        _preflight(canon, env, failures)
+    unusable = _preflight(canon, env, failures, read_retries) if on_error == "nan" else {}
+    load_id = uuid.uuid4().hex
+    guard = ReadGuard(load_id, on_error, {a.href: (it.id, k) for it in canon for k, a in it.assets.items()},
+                      unusable, retries=read_retries)
 
     geobox = output_grid(
         items, sensors[0], crs=crs, resolution=resolution, bbox=bbox, geometry=geometry
     )
     chunk_xy = _chunks(chunks)
     var_names = band_names + ([mask_name] if mask_name else [])
-    plan = ReadPlan(canon, var_names, mask_name, geobox, chunk_xy, resampling, on_error, env)
+    plan = ReadPlan(canon, var_names, mask_name, geobox, chunk_xy, resampling, on_error, env, guard)
     raw = _load_odc(plan) if loader == "odc-stac" else _load_stackstac(plan)
 
     cube, prov = normalize(
@@ -338,11 +368,16 @@ def load(
         "collections": sorted({it.collection_id or "" for it in items}),
         "n_items": len(items),
         "failed_assets": failures,
+        "load_id": load_id,
+        "on_error": on_error,
         "dwcube_version": __version__,
         "history": f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} dwcube.load",
     }
     if failures:
         log.warning("dwcube.load: %d asset(s) failed and are NaN: %s", len(failures), "; ".join(failures[:5]))
+        warnings.warn(f"{len(failures)} asset(s) cannot be read and are NaN: {'; '.join(failures[:5])}"
+                      f"{'; ...' if len(failures) > 5 else ''} (attrs['failed_assets'] lists them)",
+                      AssetReadWarning, stacklevel=2)
     return cube
 
 
@@ -440,15 +475,22 @@ def _canonical_item(
             if on_error == "raise":
                 raise AssetError(msg)
             failures.append(f"{item.id}/{spec.name}: missing asset")
-            continue
-        src = item.assets[key]
+            # a placeholder that is never opened (reads as no data): the band stays in the
+            # cube even when every item lacks it
+            like = next((item.assets[k] for s in specs if (k := s.asset_key(item))), None)
+            proj = {k: copy.deepcopy(v) for k, v in (like.extra_fields if like else {}).items()
+                    if k.startswith("proj:")}
+            src = pystac.Asset(href=f"{MISSING_SCHEME}{item.id}/{spec.name}", media_type=pystac.MediaType.COG,
+                               extra_fields=proj)
+        else:
+            src = item.assets[key]
         extra = {k: copy.deepcopy(v) for k, v in src.extra_fields.items() if k not in ("raster:bands", "bands")}
         is_mask = spec.name == mask_name
         nodata = _mask_nodata(sensor) if is_mask else sensor.nodata
         dtype = _asset_dtype(src) or ("uint8" if spec.name == "scl" else "uint16")
         extra["raster:bands"] = [{"nodata": nodata, "data_type": dtype}]
         assets[spec.name] = pystac.Asset(
-            href=src.get_absolute_href() or src.href,
+            href=src.href if src.href.startswith(MISSING_SCHEME) else (src.get_absolute_href() or src.href),
             media_type=src.media_type,
             roles=["data"],
             extra_fields=extra,
@@ -483,27 +525,38 @@ def _asset_dtype(asset: pystac.Asset) -> str | None:
     return None
 
 
-def _preflight(items: Sequence[pystac.Item], env: Mapping[str, Any], failures: list[str]) -> None:
-    """Open every asset's header; drop (and record) those that fail."""
+def _preflight(items: Sequence[pystac.Item], env: Mapping[str, Any], failures: list[str],
+               retries: int) -> dict[str, str]:
+    """Open every asset's header (``retries`` more times when it fails); record the failed
+    ones and return them as href → reason (the readers never open them)."""
     import rasterio
 
-    jobs = [(it, key) for it in items for key in list(it.assets)]
+    jobs = [(it, key) for it in items for key, a in it.assets.items() if not a.href.startswith(MISSING_SCHEME)]
 
     def check(job: tuple[pystac.Item, str]) -> str | None:
         it, key = job
-        try:
-            with rasterio.Env(**env), rasterio.open(it.assets[key].href) as src:
-                src.profile  # noqa: B018 - reading the header is the check
-        except Exception as exc:  # any failure is recorded, whatever GDAL raises
-            return f"{it.id}/{key}: {str(exc).splitlines()[0][:200]}"
-        return None
+        href = it.assets[key].href
+        reason = ""
+        for k in range(retries + 1):
+            if k:
+                time.sleep(0.5 * k)
+            try:
+                opts = {**env, **({"CPL_VSIL_CURL_NON_CACHED": f"/vsicurl/{href}"} if k else {})}
+                with rasterio.Env(**opts), rasterio.open(href) as src:
+                    src.profile  # noqa: B018 - reading the header is the check
+                return None
+            except Exception as exc:  # any failure is recorded, whatever GDAL raises
+                reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        return reason
 
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(jobs)))) as pool:
         results = list(pool.map(check, jobs))
+    unusable: dict[str, str] = {}
     for (it, key), err in zip(jobs, results, strict=True):
         if err is not None:
-            failures.append(err)
-            del it.assets[key]
+            failures.append(f"{it.id}/{key}: {err}")
+            unusable[it.assets[key].href] = err
+    return unusable
 
 
 # -- grid ---------------------------------------------------------------------------------------
@@ -624,8 +677,9 @@ def _load_odc(plan: ReadPlan) -> xr.Dataset:
     import odc.stac
 
     odc.stac.configure_rio(cloud_defaults=True, **plan.env)
-    common = dict(geobox=plan.geobox, chunks=dict(plan.chunks), groupby="id",
-                  fail_on_error=(plan.on_error == "raise"), preserve_original_order=True)
+    # every read goes through the guard (retries, then AssetError or NaN plus a record)
+    common = dict(geobox=plan.geobox, chunks=dict(plan.chunks), groupby="id", fail_on_error=True,
+                  preserve_original_order=True, driver=odc_driver(plan.guard))
     raw = odc.stac.load(plan.items, bands=plan.spectral, resampling=plan.resampling, **common)
     if plan.mask_name:
         # A categorical layer is sampled at full resolution: COG overviews were built by
@@ -646,9 +700,7 @@ def _load_stackstac(plan: ReadPlan) -> xr.Dataset:
     gdal_env = stackstac.DEFAULT_GDAL_ENV.updated(always=dict(plan.env))
     bounds = geobox.boundingbox
     res = abs(geobox.resolution.x)
-    errors_as_nodata: tuple[Exception, ...] = (
-        () if plan.on_error == "raise" else (Exception(),)  # stackstac matches by type and message
-    )
+    reader = stackstac_reader(plan.guard)  # retries, then AssetError or NaN plus a record
 
     def stack(assets: list[str], method: str) -> xr.DataArray:
         return stackstac.stack(
@@ -668,7 +720,8 @@ def _load_stackstac(plan: ReadPlan) -> xr.Dataset:
             band_coords=False,
             sortby_date=False,
             gdal_env=gdal_env,
-            errors_as_nodata=errors_as_nodata,
+            errors_as_nodata=(),
+            reader=reader,
         )
 
     parts = [stack(plan.spectral, plan.resampling)]

@@ -45,6 +45,7 @@ import torch
 __all__ = [
     "synthetic_probability_series",
     "write_cog",
+    "truncate_cog",
     "RasterInfo",
     "sentinel2_item",
     "landsat_item",
@@ -144,6 +145,41 @@ def write_cog(
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(array, 1)
     return RasterInfo(path, epsg, tuple(float(v) for v in transform[:6]), array.shape, array.dtype.name, nodata)  # type: ignore[arg-type]
+
+
+def truncate_cog(path: str | os.PathLike[str], keep: float = 0.5) -> list[tuple[int, int]]:
+    """Cut a COG written by :func:`write_cog` short, in place, keeping its header intact.
+
+    The file ends where its full-resolution tiles pass the share ``keep`` (in file
+    order): the header still opens, its overviews and first tiles still read, the
+    other tiles are gone, as after an interrupted upload or copy.
+
+    Returns
+    -------
+    list of (row, col)
+        The full-resolution blocks (tile indices) that cannot be read any more.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "red.tif"
+    >>> _ = write_cog(path, np.ones((512, 512), np.uint16), epsg=32633, transform=(10, 0, 5e5, 0, -10, 5e6))
+    >>> truncate_cog(path, keep=0.5)
+    [(1, 0), (1, 1)]
+    """
+    import rasterio
+
+    with rasterio.open(path) as src:
+        h, w = src.block_shapes[0]
+        rows, cols = -(-src.height // h), -(-src.width // w)
+        offsets = sorted((int(src.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=1)), (r, c))
+                         for r in range(rows) for c in range(cols))
+    n_keep = int(len(offsets) * keep)
+    if not 0 <= n_keep < len(offsets):
+        raise ValueError(f"keep must leave at least one tile out, got keep={keep} for {len(offsets)} tiles")
+    with open(path, "r+b") as f:
+        f.truncate(offsets[n_keep][0] + 16)  # a few bytes of the first lost tile remain: a torn tile
+    return sorted(rc for _, rc in offsets[n_keep:])
 
 
 def _footprint_lonlat(infos: Sequence[RasterInfo]) -> tuple[dict[str, Any], list[float]]:
@@ -590,21 +626,26 @@ class ServerStats:
 
     requests: int = 0
     failed_on_purpose: int = 0
+    cut_on_purpose: int = 0
+    bodies: int = 0
     bytes_sent: int = 0
     paths: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with single-range ``Range: bytes=a-b`` support and an optional failure rate.
+    """Static files with single-range ``Range: bytes=a-b`` support and optional failures.
 
     Class attributes set by :func:`serve_directory`: ``fail_every`` (answer every
-    n-th request with 503; 0 = never) and ``stats``.
+    n-th request with 503; 0 = never), ``cut_every`` and ``cut_paths`` (send a body
+    shorter than its ``Content-Length``, see :func:`serve_directory`) and ``stats``.
     """
 
     disable_nagle_algorithm = True  # headers and body go out at once (no ~40 ms delayed-ACK stall per reply)
 
     fail_every: int = 0
+    cut_every: int = 0
+    cut_paths: dict[str, int] = {}
     stats: ServerStats
     protocol_version = "HTTP/1.1"
 
@@ -616,6 +657,21 @@ class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
             super().handle()
         except (ConnectionResetError, BrokenPipeError):
             pass  # a client (GDAL) closed a kept-alive connection: normal, not an error
+
+    def _cut_this_body(self) -> bool:
+        """Whether this GET's body is to be cut short (counts it when so)."""
+        rel = self.path.split("?", 1)[0].lstrip("/")
+        with self.stats.lock:
+            self.stats.bodies += 1
+            cut = False
+            if self.cut_paths.get(rel, 0) > 0:
+                self.cut_paths[rel] -= 1
+                cut = True
+            elif self.cut_every > 0:
+                cut = self.stats.bodies % self.cut_every == 0
+            if cut:
+                self.stats.cut_on_purpose += 1
+        return cut
 
     def _count(self) -> bool:
         with self.stats.lock:
@@ -680,6 +736,19 @@ class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.end_headers()
+        if length >= 2 and self._cut_this_body():
+            # Half the promised body, then the connection goes away: what a proxy or a
+            # network fault does to a long transfer.
+            with open(path, "rb") as f:
+                f.seek(start)
+                try:
+                    self.wfile.write(f.read(length // 2))
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.close_connection = True
+            return
         try:
             with open(path, "rb") as f:
                 f.seek(start)
@@ -706,7 +775,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_directory(root: str | os.PathLike[str], *, fail_every: int = 0) -> Iterator[tuple[str, ServerStats]]:
+def serve_directory(root: str | os.PathLike[str], *, fail_every: int = 0, cut_every: int = 0,
+                    cut_paths: Mapping[str, int] | None = None) -> Iterator[tuple[str, ServerStats]]:
     """Serve ``root`` over HTTP on 127.0.0.1 (threaded, Range-capable) for the ``with`` block.
 
     Parameters
@@ -714,6 +784,12 @@ def serve_directory(root: str | os.PathLike[str], *, fail_every: int = 0) -> Ite
     fail_every
         Answer every ``fail_every``-th request with ``503 Service Unavailable``
         (``2`` = every other request); GDAL retries these.
+    cut_every
+        Cut every ``cut_every``-th response body short: the headers promise the whole
+        range, half of it is sent, then the connection is closed.
+    cut_paths
+        File path relative to ``root`` → how many of its first response bodies to cut
+        short (the later ones are whole): a deterministic network fault on one asset.
 
     Yields
     ------
@@ -728,7 +804,8 @@ def serve_directory(root: str | os.PathLike[str], *, fail_every: int = 0) -> Ite
     handler = type(
         "Handler",
         (RangeRequestHandler,),
-        {"fail_every": fail_every, "stats": stats, "directory": str(root)},
+        {"fail_every": fail_every, "cut_every": cut_every, "cut_paths": dict(cut_paths or {}), "stats": stats,
+         "directory": str(root)},
     )
 
     def make(*args: Any, **kw: Any) -> RangeRequestHandler:
