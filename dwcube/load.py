@@ -76,10 +76,10 @@ from .reads import (
     read_failures,
     stackstac_reader,
 )
-from .stac import CatalogLike, _item_time, search
+from .stac import CatalogLike, _item_time, check_bbox, check_geometry, search
 
 __all__ = ["load", "output_grid", "date_groups", "solar_day", "ReadPlan", "AssetError", "DEFAULT_GDAL_ENV",
-           "read_failures"]
+           "read_failures", "DEFAULT_MAX_PIXELS", "GridTooLargeError"]
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,20 @@ DEFAULT_GDAL_ENV: dict[str, Any] = {
     "GDAL_HTTP_TIMEOUT": 60,
 }
 
+#: Largest output grid (pixels per date, ``y × x``) that :func:`load` builds unless told
+#: otherwise (``max_pixels=``): 4·10⁹ px is 400 000 km² at 10 m or 3.6 million km² at 30 m,
+#: some 30 whole Sentinel-2 tiles (10980² px each), and 16 GB per band and date in float32;
+#: bigger requests are nearly always a mistyped bbox or resolution (a west of −200 asked for
+#: 936448 × 273946 px).  The cube is lazy, so a larger grid does work when meant: pass a
+#: larger number, or ``None`` for no limit.
+DEFAULT_MAX_PIXELS = 4_000_000_000
+
 Groupby = Literal["solar_day", "time", "id"] | Callable[[pystac.Item], Hashable] | None
 OnError = Literal["raise", "nan"]
+
+
+class GridTooLargeError(ValueError):
+    """The output grid has more pixels per date than ``max_pixels`` allows."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +178,7 @@ def load(
     max_items: int | None = None,
     cloud_mask: bool | CloudMaskParams | Literal["auto"] = "auto",
     read_retries: int = 2,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> xr.Dataset:
     """Search a catalogue and return a lazy reflectance cube.
 
@@ -177,7 +190,10 @@ def load(
         See :func:`dwcube.stac.search`.
     collections, bbox, geometry, datetime, query, max_items
         Search filters; ``bbox`` and ``geometry`` are in degrees (EPSG:4326) and
-        also set the extent of the output grid.
+        also set the extent of the output grid.  ``bbox`` is ``(west, south, east,
+        north)`` with longitudes in −180…180, latitudes in −90…90, ``west < east`` and
+        ``south < north`` (see :func:`dwcube.stac.check_bbox`; a box across the
+        antimeridian is refused: load each side separately).
     bands
         Common band names (``"red"``, ``"nir"``, ``"swir16"``) or product band ids
         (``"B04"``); ``None`` loads every band of the sensor that all items provide.
@@ -237,6 +253,9 @@ def load(
         GDAL options merged over :data:`DEFAULT_GDAL_ENV`.
     read_retries
         Extra attempts for a pixel read that failed (0 = once), ~0.5 s × attempt apart.
+    max_pixels
+        Refuse output grids of more than this many pixels per date (``y × x``);
+        default :data:`DEFAULT_MAX_PIXELS` (4·10⁹); ``None``: no limit.
 
     Returns
     -------
@@ -262,6 +281,11 @@ def load(
     SensorError
         When items are of different products, or metadata needed to scale them
         is missing.
+    GridTooLargeError
+        When the output grid has more than ``max_pixels`` pixels per date (names the
+        size, the bbox and resolution it came from, and how to allow it).
+    ValueError
+        When ``bbox`` or ``geometry`` is out of range, not finite or inverted.
 
     Examples
     --------
@@ -279,6 +303,12 @@ def load(
     env = {**DEFAULT_GDAL_ENV, **(gdal_env or {})}
     if not (isinstance(read_retries, int) and 0 <= read_retries <= 20):
         raise ValueError(f"read_retries must be a whole number from 0 to 20, got {read_retries!r}")
+    if max_pixels is not None and not (isinstance(max_pixels, (int, np.integer)) and max_pixels > 0):
+        raise ValueError(f"max_pixels must be a positive whole number or None, got {max_pixels!r}")
+    if bbox is not None:
+        bbox = check_bbox(bbox)
+    if geometry is not None:
+        geometry = check_geometry(geometry)
 
     items = search(
         catalog,
@@ -331,6 +361,7 @@ def load(
     geobox = output_grid(
         items, sensors[0], crs=crs, resolution=resolution, bbox=bbox, geometry=geometry
     )
+    _check_grid_size(geobox, max_pixels, bbox=bbox, geometry=geometry, resolution=resolution)
     chunk_xy = _chunks(chunks)
     var_names = band_names + ([mask_name] if mask_name else [])
     plan = ReadPlan(canon, var_names, mask_name, geobox, chunk_xy, resampling, on_error, env, guard)
@@ -627,15 +658,63 @@ def output_grid(
         raise ValueError(f"resolution must be a positive number, got {resolution!r}")
 
     if geometry is not None:
-        g = geometry if isinstance(geometry, BaseGeometry) else shapely.geometry.shape(geometry)
-        region = Geometry(g, "EPSG:4326")
+        region = Geometry(check_geometry(geometry), "EPSG:4326")
         if bbox is not None:
-            region = region & box(*bbox, "EPSG:4326")
+            region = region & box(*check_bbox(bbox), "EPSG:4326")
     elif bbox is not None:
-        region = box(*bbox, "EPSG:4326")
+        region = box(*check_bbox(bbox), "EPSG:4326")
     else:
         region = _native_union(items, out_crs)
-    return GeoBox.from_geopolygon(region.to_crs(out_crs), resolution=res, crs=out_crs, anchor="edge")
+    if region.crs == CRS("EPSG:4326"):
+        _check_area_of_use(region.boundingbox, out_crs)
+    try:
+        projected = region.to_crs(out_crs)
+        bounds = projected.boundingbox
+        ok = not projected.is_empty and all(math.isfinite(v) for v in bounds)
+    except (ValueError, OverflowError, ArithmeticError):
+        ok = False
+    if not ok:
+        raise ValueError(f"the area ({'bbox ' + str(tuple(bbox)) if bbox is not None else 'geometry/footprints'}) "
+                         f"cannot be projected to {out_crs}: pass a smaller area or another crs=")
+    return GeoBox.from_geopolygon(projected, resolution=res, crs=out_crs, anchor="edge")
+
+
+#: How far (degrees of longitude) an area may reach beyond its CRS's area of use (a UTM zone is
+#: 6° wide; neighbouring zones' tiles are commonly loaded onto one zone).  Latitude is not
+#: checked: USGS writes southern Landsat scenes in northern UTM zones.
+AREA_OF_USE_MARGIN_DEG = 15.0
+
+
+def _check_area_of_use(bounds: Any, crs: CRS) -> None:
+    """Refuse an area far outside the longitudes where ``crs`` means anything (a west of −180
+    in a UTM zone projects to a degenerate grid of 2021164 × 1 px)."""
+    aou = crs.proj.area_of_use
+    if aou is None or (aou.west <= -180 and aou.east >= 180):
+        return
+    west, east = (aou.west, aou.east) if aou.west <= aou.east else (aou.west - 360, aou.east)
+    if bounds.left < west - AREA_OF_USE_MARGIN_DEG or bounds.right > east + AREA_OF_USE_MARGIN_DEG:
+        raise ValueError(
+            f"the area spans longitudes {bounds.left:g}..{bounds.right:g}, far outside {crs}'s area of use "
+            f"({aou.west:g}..{aou.east:g}): pass a smaller bbox, or crs= of a CRS that covers it "
+            "(e.g. crs='EPSG:4326' with resolution= in degrees)"
+        )
+
+
+def _check_grid_size(geobox: GeoBox, max_pixels: int | None, *, bbox: Any, geometry: Any,
+                     resolution: float | None) -> None:
+    ny, nx = geobox.shape.y, geobox.shape.x
+    n = ny * nx
+    if max_pixels is None or n <= max_pixels:
+        return
+    res = abs(geobox.resolution.x)
+    source = (f"bbox={tuple(bbox)}" if bbox is not None else "geometry=<given>" if geometry is not None
+              else "the union of the items' footprints (no bbox given)")
+    raise GridTooLargeError(
+        f"the output grid is {ny} × {nx} = {n:.3g} px per date, more than max_pixels={max_pixels:.3g}: it comes from "
+        f"{source} at resolution={res:g} ({'given' if resolution is not None else 'native'}) in {geobox.crs}. "
+        "Check the bbox (west, south, east, north in degrees) and the resolution; to load a grid this large on "
+        "purpose pass max_pixels=None or a larger number"
+    )
 
 
 def _native_union(items: Sequence[pystac.Item], crs: CRS) -> Any:
