@@ -21,13 +21,21 @@ The output grid (documented rule, see :func:`output_grid`)
 * ``resolution``: the one given; else the sensor's native resolution (10 m for
   Sentinel-2, 30 m for Landsat) when the CRS is in metres; a geographic CRS needs
   an explicit resolution.
-* extent: the bbox/geometry when given, else the union of the items' footprints;
+* extent: the bbox/geometry when given, else the union of the items' footprints
   (reprojecting to another CRS with odc-stac, GDAL's approximate transformer is
   set up per chunk, so a handful of edge-of-pixel samples can differ between
   chunkings; on the items' own CRS, and with ``loader="stackstac"``, results do
-  not depend on chunking);
-  pixel edges are aligned to multiples of the resolution, so that tiles of the
-  same CRS keep their native pixels (no resampling when grids coincide).
+  not depend on chunking), grown outward to whole pixels.
+* pixel edges (the snap rule, :func:`native_anchor`): when the output CRS and
+  resolution are an item's own pixel grid (``proj:transform`` of an asset or of the
+  item: north-up, pixel size equal to the resolution, in the output CRS or in one
+  that differs from it by a translation only, as EPSG:32620 and EPSG:32720 do), the
+  output grid's edges fall on that grid's edges, so its pixels are read as they are
+  (no resampling, no shift).  Landsat grids have their edges at 15 m modulo 30 m: a
+  grid aligned to multiples of 30 m started half a pixel off and resampled every
+  pixel.  When items disagree, the grid of the most items wins (ties: the earliest)
+  and the others are resampled; when none matches, edges are at multiples of the
+  resolution (where Sentinel-2 tiles have theirs).
 """
 
 from __future__ import annotations
@@ -78,7 +86,7 @@ from .reads import (
 )
 from .stac import CatalogLike, _item_time, check_bbox, check_geometry, search
 
-__all__ = ["load", "output_grid", "date_groups", "solar_day", "ReadPlan", "AssetError", "DEFAULT_GDAL_ENV",
+__all__ = ["load", "output_grid", "native_anchor", "date_groups", "solar_day", "ReadPlan", "AssetError", "DEFAULT_GDAL_ENV",
            "read_failures", "DEFAULT_MAX_PIXELS", "GridTooLargeError"]
 
 log = logging.getLogger(__name__)
@@ -631,9 +639,16 @@ def output_grid(
 
     Examples
     --------
-    >>> output_grid(items, SENTINEL2_L2A, resolution=20).crs  # doctest: +SKIP
-    CRS('EPSG:32629')
+    >>> from dwcube.sensors import LANDSAT_OLI
+    >>> item = pystac.Item("LC09_X", None, [-60.0, -3.2, -59.8, -3.1], dt.datetime(2023, 7, 23), {})
+    >>> item.add_asset("red", pystac.Asset("red.tif", extra_fields={
+    ...     "proj:code": "EPSG:32620", "proj:shape": [468, 851],
+    ...     "proj:transform": [30.0, 0.0, 832485.0, 0.0, -30.0, -340995.0]}))
+    >>> g = output_grid([item], LANDSAT_OLI)
+    >>> g.crs.epsg, tuple(g.shape), g.transform.c, g.transform.f  # the scene's own grid
+    (32620, (468, 851), 832485.0, -340995.0)
     """
+    from odc.geo import xy_
     from odc.geo.geom import Geometry, box
 
     if crs is None:
@@ -667,6 +682,7 @@ def output_grid(
         region = _native_union(items, out_crs)
     if region.crs == CRS("EPSG:4326"):
         _check_area_of_use(region.boundingbox, out_crs)
+    anchor = native_anchor(items, out_crs, res)
     try:
         projected = region.to_crs(out_crs)
         bounds = projected.boundingbox
@@ -676,7 +692,8 @@ def output_grid(
     if not ok:
         raise ValueError(f"the area ({'bbox ' + str(tuple(bbox)) if bbox is not None else 'geometry/footprints'}) "
                          f"cannot be projected to {out_crs}: pass a smaller area or another crs=")
-    return GeoBox.from_geopolygon(projected, resolution=res, crs=out_crs, anchor="edge")
+    return GeoBox.from_geopolygon(projected, resolution=res, crs=out_crs,
+                                  anchor="edge" if anchor is None else xy_(*anchor))
 
 
 #: How far (degrees of longitude) an area may reach beyond its CRS's area of use (a UTM zone is
@@ -715,6 +732,74 @@ def _check_grid_size(geobox: GeoBox, max_pixels: int | None, *, bbox: Any, geome
         "Check the bbox (west, south, east, north in degrees) and the resolution; to load a grid this large on "
         "purpose pass max_pixels=None or a larger number"
     )
+
+
+def native_anchor(items: Sequence[pystac.Item], crs: CRS, resolution: float) -> tuple[float, float] | None:
+    """Where the items' own pixel grids put pixel edges on an output grid of ``crs`` and ``resolution``.
+
+    Returns the edges' offset in fractions of a pixel ``(x, y)`` (odc-geo's ``anchor``),
+    from the most common of the items' native grids that match (north-up, pixel size
+    ``resolution``, in ``crs`` or in a CRS that maps onto it by a translation only);
+    ``None`` when no item's grid matches.
+
+    Examples
+    --------
+    >>> item = pystac.Item("X", None, [-60.0, -3.2, -59.8, -3.1], dt.datetime(2023, 7, 23), {})
+    >>> item.add_asset("red", pystac.Asset("red.tif", extra_fields={
+    ...     "proj:code": "EPSG:32620", "proj:transform": [30.0, 0.0, 832485.0, 0.0, -30.0, -340995.0]}))
+    >>> native_anchor([item], CRS("EPSG:32620"), 30.0)
+    (0.5, 0.5)
+    >>> native_anchor([item], CRS("EPSG:32720"), 30.0)  # the same grid, 10 000 km further north
+    (0.5, 0.8333333333)
+    >>> native_anchor([item], CRS("EPSG:32620"), 10.0) is None
+    True
+    """
+    counts: Counter[tuple[float, float]] = Counter()
+    first: dict[tuple[float, float], int] = {}
+    cache: dict[str, tuple[float, float] | None] = {}
+    for i, it in enumerate(items):
+        found: set[tuple[float, float]] = set()
+        for obj in [*(a.extra_fields for a in it.assets.values()), it.properties]:
+            tr = obj.get("proj:transform")
+            code = _proj_code(obj) or _item_epsg(it)
+            if not tr or len(tr) < 6 or not code:
+                continue
+            a, b, c, d, e, f = (float(v) for v in tr[:6])
+            if b or d or a <= 0 or e >= 0 or not (math.isclose(a, resolution, rel_tol=1e-9)
+                                                  and math.isclose(-e, resolution, rel_tol=1e-9)):
+                continue
+            key = f"{code} {c!r} {f!r}"
+            if key not in cache:
+                cache[key] = _origin_in(code, c, f, resolution, crs)
+            origin = cache[key]
+            if origin is not None:
+                fx, fy = (round((v / resolution) % 1.0, 10) % 1.0 for v in origin)
+                found.add((fx, fy))
+        for frac in found:
+            counts[frac] += 1
+            first.setdefault(frac, i)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return min((f for f, n in counts.items() if n == best), key=lambda f: first[f])
+
+
+def _origin_in(code: str, x: float, y: float, res: float, crs: CRS) -> tuple[float, float] | None:
+    """``(x, y)`` of CRS ``code`` in ``crs`` when the two differ by a translation only, else ``None``."""
+    src = CRS(code)
+    if src == crs:
+        return x, y
+    from pyproj import Transformer
+
+    try:
+        tr = Transformer.from_crs(src.proj, crs.proj, always_xy=True)
+        span = 1000 * res
+        (x0, x1, x2), (y0, y1, y2) = tr.transform([x, x + span, x], [y, y, y - span])
+    except Exception:  # pyproj cannot relate them: not the same grid
+        return None
+    tol = 1e-6 * res
+    same = abs(x1 - x0 - span) < tol and abs(y1 - y0) < tol and abs(x2 - x0) < tol and abs(y0 - y2 - span) < tol
+    return (float(x0), float(y0)) if same and math.isfinite(x0) and math.isfinite(y0) else None
 
 
 def _native_union(items: Sequence[pystac.Item], crs: CRS) -> Any:
