@@ -135,10 +135,10 @@ def check_reflectance_scale(*blocks: np.ndarray, names: tuple[str, ...] | list[s
     Examples
     --------
     >>> check_reflectance_scale(np.array([[0.05, 0.4]]), np.array([[0.1, 0.2]]), names=("red", "nir"))
-    >>> check_reflectance_scale(np.array([[500.0, 4000.0]]), names=("red",))
+    >>> check_reflectance_scale(np.array([[500.0, 4000.0]]), names=("red",))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    dwcube.inputs.ReflectanceScaleError: the inputs look like digital numbers, not reflectance: 100% of the 2 valid values of band red in one block exceed 3 (found 500 to 4000, 99th percentile 3965); the model expects reflectance 0-1. Load the cube with dwcube.load, which scales every product to reflectance, or convert it yourself: Sentinel-2 DN / 10000 (processing baseline 04.00 and later: (DN - 1000) / 10000), Landsat Collection 2 Level-2 DN * 2.75e-5 - 0.2.
+    dwcube.inputs.ReflectanceScaleError: the inputs look like digital numbers, not reflectance: ... 0-1. ...
     """
     if not blocks:
         return
@@ -384,9 +384,15 @@ def model_inputs(cube: xr.Dataset, spec: InputSpec, *, dem: xr.Dataset | None = 
 
     Examples
     --------
-    >>> x = model_inputs(cube, spec, dem=load_dem(dem_catalog, cube))  # doctest: +SKIP
-    >>> x.sizes  # doctest: +SKIP
-    Frozen({'time': 12, 'feature': 9, 'y': 1024, 'x': 1024})
+    >>> from dwcube.testing import synthetic_cube
+    >>> spec = InputSpec((Feature("red", "band", shift=0.1, scale=0.1), Feature("ndvi", "index")))
+    >>> x = model_inputs(synthetic_cube(32, 2, chunks=16), spec)
+    >>> dict(x.sizes), x.feature.values.tolist()
+    ({'time': 2, 'feature': 2, 'y': 32, 'x': 32}, ['red', 'ndvi'])
+    >>> model_inputs(synthetic_cube(32, 1).astype("uint16"), spec)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dwcube.inputs.ReflectanceScaleError: band inputs must be floating-point reflectance 0-1, but red (uint16), ...
     """
     missing = _missing(cube, spec, dem)
     if missing:

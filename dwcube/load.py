@@ -86,8 +86,8 @@ from .reads import (
 )
 from .stac import CatalogLike, _item_time, check_bbox, check_geometry, search
 
-__all__ = ["load", "output_grid", "native_anchor", "date_groups", "solar_day", "ReadPlan", "AssetError", "DEFAULT_GDAL_ENV",
-           "read_failures", "DEFAULT_MAX_PIXELS", "GridTooLargeError"]
+__all__ = ["load", "output_grid", "native_anchor", "date_groups", "solar_day", "ReadPlan", "AssetError",
+           "DEFAULT_GDAL_ENV", "read_failures", "DEFAULT_MAX_PIXELS", "GridTooLargeError"]
 
 log = logging.getLogger(__name__)
 

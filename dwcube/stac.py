@@ -163,10 +163,10 @@ def check_bbox(bbox: Sequence[float], *, name: str = "bbox") -> tuple[float, flo
     --------
     >>> check_bbox([14.5, 45.8, 14.6, 45.9])
     (14.5, 45.8, 14.6, 45.9)
-    >>> check_bbox((-200, 45.1, 15.0, 45.2))
+    >>> check_bbox((-200, 45.1, 15.0, 45.2))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: bbox west = -200.0 is outside -180..180 degrees of longitude (bbox is (west, south, east, north) in degrees, EPSG:4326)
+    ValueError: bbox west = -200.0 is outside -180..180 degrees of longitude (bbox is (west, south, ...)
     """
     what = f"{name} is (west, south, east, north) in degrees, EPSG:4326"
     try:
