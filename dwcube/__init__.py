@@ -4,6 +4,8 @@ Public API
 ----------
 load
     Search a STAC catalogue and return a lazy, normalised reflectance cube.
+read_failures
+    After computing a cube: every asset read that failed (``load(..., on_error="nan")``).
 search
     Find STAC items in an API, a local catalogue file, or a list of items.
 load_dem, model_inputs, InputSpec, Feature
@@ -53,6 +55,7 @@ from .inputs import Feature, InputSpec, model_inputs  # noqa: E402
 from .load import AssetError, load  # noqa: E402
 from .sensors import MaskSpec, SensorError, UnknownBandError  # noqa: E402
 from .probability import confidence, label  # noqa: E402
+from .reads import read_failures  # noqa: E402
 from .stac import CatalogError, EmptySearchError, search  # noqa: E402
 from .stats import class_area, pixel_area  # noqa: E402
 from .temporal import TransitionModel, filter_update, flicker, smooth  # noqa: E402
@@ -60,6 +63,7 @@ from .temporal import TransitionModel, filter_update, flicker, smooth  # noqa: E
 __all__ = [
     "__version__",
     "load",
+    "read_failures",
     "search",
     "load_dem",
     "model_inputs",
