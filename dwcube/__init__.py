@@ -32,64 +32,101 @@ dwcube.plot
     (needs ``dwcube[plot]``).
 CLASSES, COLORS
     The nine Dynamic World classes and their palette.
+
+``import dwcube`` is light: it registers the ``.lulc`` accessors (xarray only) and
+imports each part (torch, the Numba kernels, Zarr, odc-stac) when it is first used, e.g.
+on the first ``dwcube.classify``; that first use also registers odc-geo's ``.odc`` and
+rioxarray's ``.rio`` accessors on the results.
+
+Examples
+--------
+>>> import sys, dwcube
+>>> callable(dwcube.load), dwcube.load.__module__
+(True, 'dwcube.load')
+>>> import dwcube.composite            # the submodule does not hide the function of its name
+>>> dwcube.composite.__module__
+'dwcube.composite'
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-import odc.geo.xr  # noqa: E402,F401 - registers the .odc accessor on results
-import rioxarray  # noqa: E402,F401 - registers the .rio accessor on results
+from . import accessor as _accessor  # noqa: E402,F401 - registers ds.lulc (needs only xarray)
 
-from . import accessor as _accessor  # noqa: E402,F401 - registers ds.lulc
-from .change import changes  # noqa: E402
-from .composite import composite  # noqa: E402
-from .archive import ArchiveEncoding, ArchiveError, ArchiveMismatchError, archive_info, open_archive, write_archive  # noqa: E402
-from .classes import CLASSES, COLORS  # noqa: E402
-from .clouds import CloudMaskParams, cloud_mask  # noqa: E402
-from .elevation import load_dem  # noqa: E402
-from .inference import classify  # noqa: E402
-from .inputs import Feature, InputSpec, model_inputs  # noqa: E402
-from .load import AssetError, load  # noqa: E402
-from .sensors import MaskSpec, SensorError, UnknownBandError  # noqa: E402
-from .probability import confidence, label  # noqa: E402
-from .stac import CatalogError, EmptySearchError, search  # noqa: E402
-from .stats import class_area, pixel_area  # noqa: E402
-from .temporal import TransitionModel, filter_update, flicker, smooth  # noqa: E402
+#: Public name -> the submodule that defines it, imported on first use.
+_LAZY = {
+    "load": "load", "AssetError": "load",
+    "search": "stac", "CatalogError": "stac", "EmptySearchError": "stac",
+    "load_dem": "elevation",
+    "model_inputs": "inputs", "InputSpec": "inputs", "Feature": "inputs",
+    "classify": "inference",
+    "label": "probability", "confidence": "probability",
+    "write_archive": "archive", "open_archive": "archive", "archive_info": "archive",
+    "ArchiveEncoding": "archive", "ArchiveError": "archive", "ArchiveMismatchError": "archive",
+    "smooth": "temporal", "filter_update": "temporal", "TransitionModel": "temporal", "flicker": "temporal",
+    "changes": "change",
+    "composite": "composite",
+    "class_area": "stats", "pixel_area": "stats",
+    "CLASSES": "classes", "COLORS": "classes",
+    "MaskSpec": "sensors", "SensorError": "sensors", "UnknownBandError": "sensors",
+    "CloudMaskParams": "clouds", "cloud_mask": "clouds",
+}
 
-__all__ = [
-    "__version__",
-    "load",
-    "search",
-    "load_dem",
-    "model_inputs",
-    "InputSpec",
-    "Feature",
-    "classify",
-    "label",
-    "confidence",
-    "write_archive",
-    "open_archive",
-    "archive_info",
-    "ArchiveEncoding",
-    "ArchiveError",
-    "ArchiveMismatchError",
-    "smooth",
-    "filter_update",
-    "TransitionModel",
-    "flicker",
-    "changes",
-    "composite",
-    "class_area",
-    "pixel_area",
-    "CLASSES",
-    "COLORS",
-    "MaskSpec",
-    "CloudMaskParams",
-    "cloud_mask",
-    "AssetError",
-    "CatalogError",
-    "EmptySearchError",
-    "SensorError",
-    "UnknownBandError",
-]
+__all__ = ["__version__", *_LAZY]
+
+
+def _register_result_accessors() -> None:
+    """odc-geo's ``.odc`` and rioxarray's ``.rio`` on the cubes dwcube returns."""
+    import odc.geo.xr  # noqa: F401
+    import rioxarray  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _register_result_accessors()
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """The package module: importing the submodules ``dwcube.load`` and ``dwcube.composite``
+    binds them as attributes of the package, which would hide the functions of the same
+    name; the functions stay (as they did when ``__init__`` imported them eagerly)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if (_LAZY.get(name) == name and isinstance(value, types.ModuleType)
+                and value.__name__ == f"{__name__}.{name}"):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from .archive import ArchiveEncoding, ArchiveError, ArchiveMismatchError, archive_info, open_archive, write_archive
+    from .change import changes
+    from .classes import CLASSES, COLORS
+    from .clouds import CloudMaskParams, cloud_mask
+    from .composite import composite
+    from .elevation import load_dem
+    from .inference import classify
+    from .inputs import Feature, InputSpec, model_inputs
+    from .load import AssetError, load
+    from .probability import confidence, label
+    from .sensors import MaskSpec, SensorError, UnknownBandError
+    from .stac import CatalogError, EmptySearchError, search
+    from .stats import class_area, pixel_area
+    from .temporal import TransitionModel, filter_update, flicker, smooth
