@@ -54,6 +54,8 @@ from typing import Any, Literal
 import dask
 import dask.array as da
 import numpy as np
+import odc.geo.xr  # noqa: F401 - registers .odc (used here) now that `import dwcube` is lazy
+import rioxarray  # noqa: F401 - registers .rio on the archives open_archive returns
 import xarray as xr
 import zarr
 
@@ -632,14 +634,21 @@ def format_info(info: Mapping[str, Any]) -> str:
     --------
     >>> print(format_info(archive_info("lulc.zarr")))   # doctest: +SKIP
     """
+    from odc.geo.crs import CRS
+
     g, d, e = info["grid"], info["dates"], info["encoding"]
+    unit = "°" if g["epsg"] and CRS(f"EPSG:{g['epsg']}").geographic else " m"  # the grid's CRS units
+
+    def when(iso: str) -> str:  # "2015-07-11T10:00:00.000000" -> "2015-07-11 10:00 UTC"
+        return iso[:16].replace("T", " ") + " UTC"
+
     lines = [
         f"archive   {info['store']}",
         f"model     {info['model']['model']} {info['model']['model_version']} "
         f"(weights sha256 {str(info['model']['model_weights_sha256'])[:12]}…)",
         f"classes   {', '.join(info['classes'])}",
-        f"grid      {g['shape'][0]} × {g['shape'][1]} px at {g['resolution']:g}, EPSG:{g['epsg']}",
-        f"dates     {d['count']} complete" + (f", {d['first']} … {d['last']}" if d["count"] else ""),
+        f"grid      {g['shape'][0]} × {g['shape'][1]} px at {g['resolution']:g}{unit}, EPSG:{g['epsg']}",
+        f"dates     {d['count']} complete" + (f", {when(d['first'])} … {when(d['last'])}" if d["count"] else ""),
         f"pending   {len(info['pending'])} date(s)" + (" — rerun the write to resume" if info["pending"] else ""),
         f"encoding  {e['precision']}, {e['chunk']} px chunks, layers {', '.join(e['layers'])}",
     ]
