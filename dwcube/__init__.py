@@ -33,10 +33,12 @@ dwcube.plot
 CLASSES, COLORS
     The nine Dynamic World classes and their palette.
 
-``import dwcube`` is light: it registers the ``.lulc`` accessors (xarray only) and
-imports each part (torch, the Numba kernels, Zarr, odc-stac) when it is first used, e.g.
-on the first ``dwcube.classify``; that first use also registers odc-geo's ``.odc`` and
-rioxarray's ``.rio`` accessors on the results.
+``import dwcube`` is light: it imports each part (xarray, torch, the Numba kernels, Zarr,
+odc-stac) when it is first used, e.g. on the first ``dwcube.classify``; that first use also
+registers odc-geo's ``.odc`` and rioxarray's ``.rio`` accessors on the results.  The
+``.lulc`` accessors are registered on xarray's classes as soon as both dwcube and xarray
+are imported, in either order (xarray alone takes about a second to import, which
+``dwcube --help`` does not need).
 
 Examples
 --------
@@ -51,13 +53,61 @@ Examples
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import sys
 import types
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from . import accessor as _accessor  # noqa: E402,F401 - registers ds.lulc (needs only xarray)
+
+class _RegisterLulcAfterXarray(importlib.abc.MetaPathFinder):
+    """Registers ``ds.lulc`` (:mod:`dwcube.accessor`) right after xarray is imported.
+
+    Installed by ``import dwcube`` when xarray is not imported yet; it finds xarray's spec with
+    the other finders, and when xarray is executed (not merely looked up with
+    ``importlib.util.find_spec``) runs xarray's own loader, imports :mod:`dwcube.accessor` and
+    removes itself.  xarray's module keeps its own loader and spec.
+    """
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None) -> Any:
+        if fullname != "xarray" or "xarray" in sys.modules:
+            return None
+        for finder in sys.meta_path:  # the finder that would have found xarray without this one
+            find = None if finder is self else getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _ThenRegisterLulc(spec.loader, self)
+                return spec
+        return None
+
+
+class _ThenRegisterLulc(importlib.abc.Loader):
+    """xarray's loader, followed by the registration of ``ds.lulc``."""
+
+    def __init__(self, loader: Any, finder: _RegisterLulcAfterXarray) -> None:
+        self._loader, self._finder = loader, finder
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        if self._finder in sys.meta_path:
+            sys.meta_path.remove(self._finder)
+        importlib.import_module(f"{__name__}.accessor")
+
+
+if "xarray" in sys.modules:
+    from . import accessor as _accessor  # noqa: E402,F401 - registers ds.lulc
+else:
+    sys.meta_path.insert(0, _RegisterLulcAfterXarray())
 
 #: Public name -> the submodule that defines it, imported on first use.
 _LAZY = {

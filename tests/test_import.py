@@ -27,12 +27,20 @@ def _loaded_after(code: str) -> list[str]:
 
 
 def test_import_dwcube_loads_nothing_heavy_and_registers_the_accessor() -> None:
-    assert _loaded_after("import dwcube, xarray as xr\nassert hasattr(xr.Dataset, 'lulc')\n"
-                         "assert hasattr(xr.DataArray, 'lulc')") == []
+    # not even xarray (a second to import here): ds.lulc is registered when xarray arrives
+    assert _loaded_after("import dwcube\nassert 'xarray' not in sys.modules") == []
+    _loaded_after("import dwcube\nimport importlib.util\n"  # the asserts run in the child (check=True)
+                  "assert importlib.util.find_spec('xarray')  # a look-up alone changes nothing\n"
+                  "import xarray as xr\nassert hasattr(xr.Dataset, 'lulc') and hasattr(xr.DataArray, 'lulc')\n"
+                  "assert type(xr.__loader__).__name__ == 'SourceFileLoader'  # xarray's own loader\n"
+                  "assert not [f for f in sys.meta_path if 'Lulc' in type(f).__name__]  # the hook is gone\n"
+                  "assert '<div' in xr.Dataset({'a': ('x', [1])})._repr_html_()  # xarray's resources")
+    assert _loaded_after("import xarray as xr, dwcube\nassert hasattr(xr.Dataset, 'lulc')") == []  # other order
 
 
 def test_help_and_archive_info_load_neither_torch_nor_numba(tmp_path: Path) -> None:
-    assert _loaded_after("from dwcube.cli import build_parser\nbuild_parser().format_help()") == []
+    assert _loaded_after("from dwcube.cli import build_parser\nbuild_parser().format_help()\n"
+                         "assert 'xarray' not in sys.modules") == []
     heavy = _loaded_after(f"from dwcube.cli import main\nmain(['archive', 'info', {str(tmp_path / 'none.zarr')!r}])")
     assert "torch" not in heavy and "numba" not in heavy and "dwcube.inference" not in heavy
 
