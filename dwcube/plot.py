@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import odc.geo.xr  # noqa: F401 - registers .odc (used here) now that `import dwcube` is lazy
 import xarray as xr
 
 from .classes import CLASSES, COLORS, NODATA_LABEL
