@@ -9,38 +9,45 @@ serve``) that pystac-client searches.  Servers bind to 127.0.0.1 only.
 Used by the test suite, the benchmarks and the offline demo
 (``dwcube demo``); users can use it for their own tests.
 
+The HTTP servers live in :mod:`dwcube.loopback` (standard library only) and are
+re-exported here.
+
 Examples
 --------
->>> with serve_directory(tmp_path) as base_url:  # doctest: +SKIP
-...     items = [sentinel2_item(...)]
-...     with stac_api(items) as api_url:
-...         ds = dwcube.load(api_url, collections=["sentinel-2-l2a"])
+A catalogue made by code, its COGs served over HTTP and its items behind a real STAC API:
+
+>>> import json, tempfile, dwcube
+>>> with tempfile.TemporaryDirectory() as d, serve_directory(d) as (url, stats):
+...     catalog = synthetic_catalog(d, size=32, dates=2, base_url=url)
+...     items = json.loads(catalog.read_text())["features"]
+...     with stac_api(items, d) as api_url:
+...         cube = dwcube.load(api_url, collections=["sentinel-2-l2a"], bands=["red", "nir"]).compute()
+>>> cube.red.shape, list(cube.item_id.values), stats.requests > 0
+((2, 32, 32), ['S2A_33TVL_20230406_0_L2A', 'S2A_33TVL_20230418_0_L2A'], True)
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import http.server
 import json
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pystac
 import torch
+
+from .loopback import RangeRequestHandler, ServerStats, free_port, serve_directory, serve_directory_process
 
 __all__ = [
     "synthetic_probability_series",
@@ -66,6 +73,10 @@ __all__ = [
     "stac_api",
     "free_port",
     "synthetic_cube",
+    "synthetic_cloudy_cube",
+    "CLOUD_SPECTRUM",
+    "synthetic_catalog",
+    "require_shared",
     "TinyNet",
     "TINY_MODEL",
     "randomise_batch_norm",
@@ -120,8 +131,15 @@ def write_cog(
 
     Examples
     --------
-    >>> info = write_cog("red.tif", np.ones((64, 64), np.uint16), epsg=32633,
-    ...                  transform=(10, 0, 500000, 0, -10, 5000000))  # doctest: +SKIP
+    >>> import tempfile, rasterio
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     info = write_cog(Path(d, "red.tif"), np.ones((64, 64), np.uint16), epsg=32633,
+    ...                      transform=(10, 0, 500000, 0, -10, 5000000))
+    ...     with rasterio.open(info.path) as src:
+    ...         src.crs.to_epsg(), src.shape, src.block_shapes[0], src.nodata
+    (32633, (64, 64), (256, 256), 0.0)
+    >>> info.bounds, info.dtype
+    ((500000.0, 4999360.0, 500640.0, 5000000.0), 'uint16')
     """
     import rasterio
     from affine import Affine
@@ -251,8 +269,17 @@ def sentinel2_item(
 
     Examples
     --------
-    >>> item = sentinel2_item("S2A_29UNU_20221005_0_L2A", t, {"red": info},
-    ...                       base_url="http://127.0.0.1:8000", root=tmp)  # doctest: +SKIP
+    >>> info = RasterInfo("/data/T29UNU/red.tif", 32629, (60.0, 0.0, 499980.0, 0.0, -60.0, 5900040.0),
+    ...                   (1830, 1830), "uint16", 0)
+    >>> when = dt.datetime(2022, 10, 5, 11, 54, tzinfo=dt.timezone.utc)
+    >>> item = sentinel2_item("S2A_29UNU_20221005_0_L2A", when, {"red": info},
+    ...                       base_url="http://127.0.0.1:8000", root="/data")
+    >>> item.assets["red"].href, item.properties["s2:processing_baseline"], item.collection_id
+    ('http://127.0.0.1:8000/T29UNU/red.tif', '04.00', 'sentinel-2-l2a')
+    >>> pc = sentinel2_item("S2A_29UNU_20221005_0_L2A", when, {"red": info}, base_url="http://127.0.0.1:8000",
+    ...                     root="/data", layout="planetary-computer")
+    >>> list(pc.assets), pc.properties["platform"]
+    (['B04'], 'Sentinel-2A')
     """
     if layout not in ("earth-search", "planetary-computer"):
         raise ValueError(f"layout must be 'earth-search' or 'planetary-computer', got {layout!r}")
@@ -343,8 +370,13 @@ def landsat_item(
 
     Examples
     --------
-    >>> item = landsat_item("LC08_L2SP_190028_20220601_02_T1", t, {"red": info, "qa_pixel": qa},
-    ...                     base_url=url, root=tmp)  # doctest: +SKIP
+    >>> grid = (30.0, 0.0, 300000.0, 0.0, -30.0, 5000010.0)
+    >>> red = RasterInfo("/data/LC08/SR_B4.tif", 32633, grid, (100, 100), "uint16", 0)
+    >>> qa = RasterInfo("/data/LC08/QA_PIXEL.tif", 32633, grid, (100, 100), "uint16", 1)
+    >>> item = landsat_item("LC08_L2SP_190028_20220601_02_T1", dt.datetime(2022, 6, 1, 9, 40, tzinfo=dt.timezone.utc),
+    ...                     {"red": red, "qa_pixel": qa}, base_url="http://127.0.0.1:8000", root="/data")
+    >>> sorted(item.assets), item.assets["red"].href, item.collection_id
+    (['qa_pixel', 'red'], 'http://127.0.0.1:8000/LC08/SR_B4.tif', 'landsat-c2-l2')
     """
     from .sensors import LANDSAT_OLI, LANDSAT_TM
 
@@ -387,7 +419,12 @@ def dem_item(item_id: str, info: RasterInfo, *, base_url: str, root: str | os.Pa
 
     Examples
     --------
-    >>> item = dem_item("Copernicus_DSM_COG_10_N45_00_E014_00_DEM", info, base_url=url, root=tmp)  # doctest: +SKIP
+    >>> info = RasterInfo("/data/dem.tif", 32633, (30.0, 0.0, 465000.0, 0.0, -30.0, 5081000.0), (40, 40),
+    ...                   "float32", None)
+    >>> item = dem_item("Copernicus_DSM_COG_10_N45_00_E014_00_DEM", info, base_url="http://127.0.0.1:8000",
+    ...                 root="/data")
+    >>> item.collection_id, item.assets["data"].href, [round(v, 2) for v in item.bbox]
+    ('cop-dem-glo-30', 'http://127.0.0.1:8000/dem.tif', [14.55, 45.87, 14.56, 45.88])
     """
     geometry, bbox = _footprint_lonlat([info])
     item = pystac.Item(item_id, geometry=geometry, bbox=bbox,
@@ -430,9 +467,21 @@ def read_s2_product_metadata(product_xml: str | os.PathLike[str], tile_xml: str 
 
     Examples
     --------
-    >>> md = read_s2_product_metadata("MTD_MSIL2A.xml", "MTD_TL.xml")  # doctest: +SKIP
-    >>> md["processing_baseline"]  # doctest: +SKIP
-    '04.00'
+    A product file holding only the fields read (real ones hold many more):
+
+    >>> import tempfile
+    >>> xml = Path(tempfile.mkdtemp()) / "MTD_MSIL2A.xml"
+    >>> _ = xml.write_text(
+    ...     "<Level-2A_User_Product><General_Info><Product_Info>"
+    ...     "<PRODUCT_START_TIME>2022-10-05T11:54:11.024Z</PRODUCT_START_TIME>"
+    ...     "<PRODUCT_URI>S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T153802.SAFE</PRODUCT_URI>"
+    ...     "<PROCESSING_BASELINE>04.00</PROCESSING_BASELINE><PRODUCT_TYPE>S2MSI2A</PRODUCT_TYPE>"
+    ...     "<SPACECRAFT_NAME>Sentinel-2A</SPACECRAFT_NAME></Product_Info></General_Info>"
+    ...     '<BOA_ADD_OFFSET band_id="3">-1000</BOA_ADD_OFFSET>'
+    ...     "<Cloud_Coverage_Assessment>12.5</Cloud_Coverage_Assessment></Level-2A_User_Product>")
+    >>> md = read_s2_product_metadata(xml)
+    >>> md["processing_baseline"], md["platform"], md["add_offset"], md["datetime"].isoformat()
+    ('04.00', 'sentinel-2a', {3: -1000}, '2022-10-05T11:54:11.024000+00:00')
     """
 
     def text(root: ET.Element, tag: str) -> str | None:
@@ -514,8 +563,13 @@ def t29unu_items(
 
     Examples
     --------
-    >>> item = t29unu_items(shared / "data/s2l2a-T29UNU-20221005-60m", tmp / "cogs",
-    ...                     base_url=url, root=tmp)  # doctest: +SKIP
+    >>> import tempfile
+    >>> shared = require_shared("data", "s2l2a-T29UNU-20221005-60m")   # the real tile (skips without it)
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> item = t29unu_items(shared / "data/s2l2a-T29UNU-20221005-60m", tmp / "cogs", base_url=tmp.as_uri(),
+    ...                     root=tmp, bands=["red"], scl_resolution=60)
+    >>> item.properties["s2:processing_baseline"], sorted(item.assets), item.properties["proj:code"]
+    ('04.00', ['red', 'scl'], 'EPSG:32629')
     """
     product_dir = Path(product_dir)
     md = read_s2_product_metadata(product_dir / "MTD_MSIL2A.xml", product_dir / "MTD_TL.xml")
@@ -573,7 +627,12 @@ def eolearn_l1c_items(
 
     Examples
     --------
-    >>> items = eolearn_l1c_items(shared, tmp / "cogs", base_url=url, root=tmp)   # doctest: +SKIP
+    >>> import tempfile
+    >>> shared = require_shared("data", "eolearn-slovenia")   # the real scenes (skips without them)
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> items = eolearn_l1c_items(shared, tmp, base_url=tmp.as_uri(), scenes=[4])
+    >>> items[0].id, items[0].properties["s2:processing_baseline"], len(items[0].assets)
+    ('S2A_33TVL_20150711_0_L1C', '02.04', 13)
     """
     cog_dir = Path(cog_dir)
     arr = np.load(Path(shared) / "data" / "eolearn-slovenia" / "reference_scenes_l1c.npy")
@@ -688,11 +747,10 @@ def landsat_c2_items(
     Examples
     --------
     >>> import tempfile
+    >>> shared = require_shared("data", "landsat-c2-xlandsat")   # the real crops (skips without them)
     >>> tmp = Path(tempfile.mkdtemp())
-    >>> shared = shared_dir()
-    >>> items = landsat_c2_items(shared, tmp, base_url=tmp.as_uri(), scenes=[XLANDSAT_L2_SCENES[3]]) if shared else []
-    >>> [(it.id, it.properties["proj:code"]) for it in items] if shared else [
-    ...     ("LC09_L2SP_231062_20230723_20230802_02_T1", "EPSG:32620")]
+    >>> items = landsat_c2_items(shared, tmp, base_url=tmp.as_uri(), scenes=[XLANDSAT_L2_SCENES[3]])
+    >>> [(it.id, it.properties["proj:code"]) for it in items]
     [('LC09_L2SP_231062_20230723_20230802_02_T1', 'EPSG:32620')]
     """
     import rasterio
@@ -769,247 +827,6 @@ def solar_angles(when: dt.datetime, *, lon: float, lat: float) -> tuple[float, f
     return float(np.degrees(zen)), float(az % 360)
 
 
-# -- HTTP server with Range support -------------------------------------------------------------
-
-
-@dataclass
-class ServerStats:
-    """Counters of a :func:`serve_directory` server (thread-safe enough for tests)."""
-
-    requests: int = 0
-    failed_on_purpose: int = 0
-    cut_on_purpose: int = 0
-    bodies: int = 0
-    bytes_sent: int = 0
-    paths: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-
-class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with single-range ``Range: bytes=a-b`` support and optional failures.
-
-    Class attributes set by :func:`serve_directory`: ``fail_every`` (answer every
-    n-th request with 503; 0 = never), ``cut_every`` and ``cut_paths`` (send a body
-    shorter than its ``Content-Length``, see :func:`serve_directory`) and ``stats``.
-    """
-
-    disable_nagle_algorithm = True  # headers and body go out at once (no ~40 ms delayed-ACK stall per reply)
-
-    fail_every: int = 0
-    cut_every: int = 0
-    cut_paths: dict[str, int] = {}
-    stats: ServerStats
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
-        pass
-
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except (ConnectionResetError, BrokenPipeError):
-            pass  # a client (GDAL) closed a kept-alive connection: normal, not an error
-
-    def _cut_this_body(self) -> bool:
-        """Whether this GET's body is to be cut short (counts it when so)."""
-        rel = self.path.split("?", 1)[0].lstrip("/")
-        with self.stats.lock:
-            self.stats.bodies += 1
-            cut = False
-            if self.cut_paths.get(rel, 0) > 0:
-                self.cut_paths[rel] -= 1
-                cut = True
-            elif self.cut_every > 0:
-                cut = self.stats.bodies % self.cut_every == 0
-            if cut:
-                self.stats.cut_on_purpose += 1
-        return cut
-
-    def _count(self) -> bool:
-        with self.stats.lock:
-            self.stats.requests += 1
-            n = self.stats.requests
-            self.stats.paths.append(self.path)
-            fail = self.fail_every > 0 and n % self.fail_every == 0
-            if fail:
-                self.stats.failed_on_purpose += 1
-        if fail:
-            self.send_response(503, "Service Unavailable (flaky test server)")
-            self.send_header("Content-Length", "0")
-            self.send_header("Retry-After", "0")
-            self.end_headers()
-        return fail
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        if self._count():
-            return
-        path = self.translate_path(self.path)
-        if not os.path.isfile(path):
-            self.send_error(404, "not found")
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(os.path.getsize(path)))
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Type", self.guess_type(path))
-        self.end_headers()
-
-    def do_GET(self) -> None:  # noqa: N802
-        if self._count():
-            return
-        path = self.translate_path(self.path)
-        if not os.path.isfile(path):
-            self.send_error(404, "not found")
-            return
-        size = os.path.getsize(path)
-        rng = self.headers.get("Range")
-        start, end, status = 0, size - 1, 200
-        if rng:
-            m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
-            if not m or (not m.group(1) and not m.group(2)):
-                self.send_error(416, "bad range")
-                return
-            if m.group(1):
-                start = int(m.group(1))
-                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
-            else:  # suffix range: last n bytes
-                start = max(0, size - int(m.group(2)))
-            if start >= size or start > end:
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{size}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            status = 206
-        length = end - start + 1
-        self.send_response(status)
-        self.send_header("Content-Type", self.guess_type(path))
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Length", str(length))
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.end_headers()
-        if length >= 2 and self._cut_this_body():
-            # Half the promised body, then the connection goes away: what a proxy or a
-            # network fault does to a long transfer.
-            with open(path, "rb") as f:
-                f.seek(start)
-                try:
-                    self.wfile.write(f.read(length // 2))
-                    self.wfile.flush()
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self.close_connection = True
-            return
-        try:
-            with open(path, "rb") as f:
-                f.seek(start)
-                remaining = length
-                while remaining > 0:
-                    chunk = f.read(min(1 << 20, remaining))
-                    if not chunk:
-                        break
-                    self.wfile.write(chunk)
-                    remaining -= len(chunk)
-        except (ConnectionResetError, BrokenPipeError):
-            # The client had what it needed (GDAL often stops a long read early).
-            self.close_connection = True
-            return
-        with self.stats.lock:
-            self.stats.bytes_sent += length
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def serve_directory(root: str | os.PathLike[str], *, fail_every: int = 0, cut_every: int = 0,
-                    cut_paths: Mapping[str, int] | None = None) -> Iterator[tuple[str, ServerStats]]:
-    """Serve ``root`` over HTTP on 127.0.0.1 (threaded, Range-capable) for the ``with`` block.
-
-    Parameters
-    ----------
-    fail_every
-        Answer every ``fail_every``-th request with ``503 Service Unavailable``
-        (``2`` = every other request); GDAL retries these.
-    cut_every
-        Cut every ``cut_every``-th response body short: the headers promise the whole
-        range, half of it is sent, then the connection is closed.
-    cut_paths
-        File path relative to ``root`` → how many of its first response bodies to cut
-        short (the later ones are whole): a deterministic network fault on one asset.
-
-    Yields
-    ------
-    (base_url, stats)
-
-    Examples
-    --------
-    >>> with serve_directory("cogs", fail_every=2) as (url, stats):  # doctest: +SKIP
-    ...     rasterio.open(url + "/B04.tif")
-    """
-    stats = ServerStats()
-    handler = type(
-        "Handler",
-        (RangeRequestHandler,),
-        {"fail_every": fail_every, "cut_every": cut_every, "cut_paths": dict(cut_paths or {}), "stats": stats,
-         "directory": str(root)},
-    )
-
-    def make(*args: Any, **kw: Any) -> RangeRequestHandler:
-        return handler(*args, directory=str(root), **kw)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make)  # type: ignore[arg-type]
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", stats
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _serve_forever(root: str, fail_every: int, conn: Any) -> None:  # pragma: no cover - child process
-    with serve_directory(root, fail_every=fail_every) as (url, _):
-        conn.send(url)
-        conn.recv()  # block until the parent says stop
-
-
-@contextlib.contextmanager
-def serve_directory_process(root: str | os.PathLike[str], *, fail_every: int = 0) -> Iterator[str]:
-    """Like :func:`serve_directory`, but in a separate process (for benchmarks: the server
-    then does not compete for the measuring process's GIL). Yields the base URL.
-
-    Examples
-    --------
-    >>> with serve_directory_process("cogs") as url:  # doctest: +SKIP
-    ...     rasterio.open(url + "/B04.tif")
-    """
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve_forever, args=(str(root), fail_every, child), daemon=True)
-    proc.start()
-    try:
-        if not parent.poll(60):
-            raise RuntimeError("the HTTP server process did not start within 60 s")
-        yield parent.recv()
-    finally:
-        try:
-            parent.send("stop")
-        except OSError:  # pragma: no cover
-            pass
-        proc.join(10)
-        if proc.is_alive():  # pragma: no cover
-            proc.kill()
-
-
 # -- STAC API (rustac serve) --------------------------------------------------------------------
 
 
@@ -1032,8 +849,14 @@ def stac_api(items: Sequence[pystac.Item | Mapping[str, Any]], workdir: str | os
 
     Examples
     --------
-    >>> with stac_api(items, tmp_path) as url:  # doctest: +SKIP
-    ...     pystac_client.Client.open(url).search(collections=["sentinel-2-l2a"]).item_collection()
+    >>> import json, tempfile, pystac_client
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     items = json.loads(synthetic_catalog(d, size=16, dates=2).read_text())["features"]
+    ...     with stac_api(items, d) as url:
+    ...         found = pystac_client.Client.open(url).search(collections=["sentinel-2-l2a"],
+    ...                                                       datetime="2023-04-10/2023-04-30").item_collection()
+    >>> [it.id for it in found]
+    ['S2A_33TVL_20230418_0_L2A']
     """
     dicts = [it.to_dict() if isinstance(it, pystac.Item) else dict(it) for it in items]
     path = Path(workdir) / f"api-items-{os.getpid()}-{id(items)}.json"
@@ -1141,6 +964,175 @@ def synthetic_cube(
                     attrs={"sensor": sensor, "product_level": sensor.rsplit("-", 1)[-1].upper(),
                            "radiometry": "synthetic reflectance", "bands": list(bands)})
     return ds.chunk({"time": 1, "y": chunks, "x": chunks}) if chunks else ds
+
+
+#: Top-of-atmosphere reflectance of a thick cloud, by common band name (bright and flat in the
+#: visible and near infrared, absorbed around 945 nm and in the short-wave infrared).
+CLOUD_SPECTRUM = {
+    "coastal": 0.42, "blue": 0.40, "green": 0.39, "red": 0.40, "rededge1": 0.41, "rededge2": 0.42,
+    "rededge3": 0.43, "nir": 0.44, "nir08": 0.44, "nir09": 0.15, "cirrus": 0.004, "swir16": 0.30,
+    "swir22": 0.20,
+}
+
+
+def synthetic_cloudy_cube(
+    size: int = 64,
+    dates: int = 1,
+    *,
+    seed: int = 0,
+    radius: float = 0.2,
+    sun_azimuth: float = 150.0,
+    sun_elevation: float = 50.0,
+    chunks: int | None = None,
+) -> tuple[Any, Any]:
+    """A Sentinel-2 L1C cube (all 13 bands, 60 m pixels) with one cloud and its shadow per date.
+
+    The ground is :func:`synthetic_cube`'s; on each date a disk of ``radius`` (share of the
+    edge) takes :data:`CLOUD_SPECTRUM` with a smooth texture, and B08 (``nir``) some fine
+    noise of its own, so that the cloud displacement index is strongly negative over it, as
+    over real clouds; the same disk moved a quarter of the edge towards the anti-solar
+    azimuth is the shadow (ground reflectance × 0.35); B10 (``cirrus``) stays below 0.01, so
+    the cloud is found by its probability and displacement index, not as cirrus.  ``sun_azimuth`` and
+    ``sun_elevation`` (degrees) are per-date coordinates, as :func:`dwcube.load` gives them.
+
+    Returns
+    -------
+    (cube, truth)
+        The reflectance cube ``(time, y, x)`` and a Dataset of bool ``cloud`` and
+        ``shadow`` ``(time, y, x)``: where they were painted.
+
+    Examples
+    --------
+    >>> cube, truth = synthetic_cloudy_cube(32)
+    >>> len(cube.data_vars), float(cube.cirrus.max()) < 0.01, int(truth.cloud.sum()), int(truth.shadow.sum())
+    (13, True, 128, 97)
+    """
+    import xarray as xr
+
+    cube = synthetic_cube(size, dates, bands=EOLEARN_BANDS, seed=seed, sensor="sentinel-2-l1c", resolution=60.0)
+    ny, nx = cube.sizes["y"], cube.sizes["x"]
+    rng = np.random.default_rng(seed + 1)
+    yy, xx = np.mgrid[0:ny, 0:nx] / max(ny, nx)
+    away = np.radians(sun_azimuth + 180.0)  # shadows fall away from the sun; rows grow southwards
+    dy, dx = -0.25 * np.cos(away), 0.25 * np.sin(away)
+    values = {b: cube[b].values.copy() for b in EOLEARN_BANDS}
+    values["cirrus"] = np.clip(values["cirrus"], 0.0, 0.006)  # clear air: B10 under the cirrus test's 0.01
+    clouds, shadows = [], []
+    for t in range(dates):
+        cy, cx = rng.uniform(0.45, 0.7, 2)
+        texture = np.clip(0.5 + 0.5 * _smooth_field(rng, ny, nx, 8), 0.0, 1.0)
+        fine = rng.standard_normal((ny, nx))
+        cloud = (yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2
+        shadow = ((yy - cy - dy) ** 2 + (xx - cx - dx) ** 2 < radius ** 2) & ~cloud
+        for b in EOLEARN_BANDS:
+            v = values[b][t]
+            v[shadow] *= 0.35
+            top = CLOUD_SPECTRUM[b] * (0.85 + 0.3 * texture) * (1 + 0.1 * fine if b == "nir" else 1)
+            v[cloud] = top[cloud]
+        clouds.append(cloud)
+        shadows.append(shadow)
+    out = cube.copy(data={b: values[b].astype(np.float32) for b in EOLEARN_BANDS})
+    out = out.assign_coords(sun_azimuth=("time", np.full(dates, float(sun_azimuth))),
+                            sun_elevation=("time", np.full(dates, float(sun_elevation))))
+    truth = xr.Dataset({"cloud": (("time", "y", "x"), np.stack(clouds)),
+                        "shadow": (("time", "y", "x"), np.stack(shadows))}, coords=out.coords)
+    return (out.chunk({"time": 1, "y": chunks, "x": chunks}) if chunks else out), truth
+
+
+def synthetic_catalog(
+    directory: str | os.PathLike[str],
+    size: int = 32,
+    dates: int = 2,
+    *,
+    bands: Sequence[str] = ("blue", "green", "red", "nir", "swir16", "swir22"),
+    seed: int = 0,
+    base_url: str | None = None,
+    name: str = "catalog.json",
+) -> Path:
+    """A local Sentinel-2 L2A catalogue made by code: COGs, items and an ItemCollection file.
+
+    Each date of :func:`synthetic_cube` (same arguments) becomes an item in Earth Search's
+    layout (processing baseline 05.09, so DN = 10000 · reflectance + 1000, 0 = no data) with
+    one COG per band and a scene classification (``scl``: 6 water, 5 bare soil, 4
+    vegetation) on the same grid, at 10:00 UTC.  :func:`dwcube.load` of the file gives
+    :func:`synthetic_cube`'s reflectance back to 10⁻⁴.
+
+    Parameters
+    ----------
+    directory
+        Where the COGs (``date0/``, ``date1/``…) and the catalogue file are written.
+    size, dates, bands, seed
+        As for :func:`synthetic_cube`.
+    base_url
+        Asset hrefs are ``base_url`` + the path relative to ``directory`` (default: the
+        folder's ``file://`` URL; pass :func:`serve_directory`'s URL to read over HTTP).
+    name
+        File name of the catalogue (an ItemCollection JSON).
+
+    Returns
+    -------
+    pathlib.Path
+        The catalogue file.
+
+    Examples
+    --------
+    >>> import tempfile, dwcube
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     catalog = synthetic_catalog(d, size=32, dates=2)
+    ...     cube = dwcube.load(catalog, bands=["red", "nir"]).compute()
+    ...     truth = synthetic_cube(32, 2)
+    ...     cube.red.shape, bool(abs(cube.red - truth.red.values).max() < 1e-4)
+    ((2, 32, 32), True)
+    """
+    directory = Path(directory)
+    cube = synthetic_cube(size, dates, bands=bands, seed=seed)
+    transform = tuple(cube.odc.geobox.affine)[:6]
+    url = base_url or directory.resolve().as_uri()
+    items = []
+    for t, when64 in enumerate(cube.time.values):
+        when = dt.datetime.fromisoformat(str(when64)[:10]).replace(hour=10, tzinfo=dt.timezone.utc)
+        infos = {}
+        for b in bands:
+            refl = cube[b].values[t]
+            dn = np.where(np.isfinite(refl), np.clip(np.round(np.nan_to_num(refl) * 10000) + 1000, 1, 65535), 0)
+            infos[b] = write_cog(directory / f"date{t}" / f"{b}.tif", dn.astype(np.uint16), epsg=32633,
+                                 transform=transform)
+        nir = cube["nir"].values[t] if "nir" in cube else np.full(cube.red.shape[1:], 0.3)
+        red = cube["red"].values[t] if "red" in cube else np.zeros_like(nir)
+        scl = np.where(nir < 0.05, 6, np.where(red > 0.12, 5, 4)).astype(np.uint8)
+        scl[~np.isfinite(cube[bands[0]].values[t])] = 0
+        infos["scl"] = write_cog(directory / f"date{t}" / "scl.tif", scl, epsg=32633, transform=transform)
+        items.append(sentinel2_item(f"S2A_33TVL_{when:%Y%m%d}_0_L2A", when, infos, base_url=url, root=directory,
+                                    processing_baseline="05.09", tile="33TVL", cloud_cover=0.0,
+                                    sun_azimuth=150.0, sun_zenith=40.0))
+    path = directory / name
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [it.to_dict() for it in items]}))
+    return path
+
+
+def require_shared(*parts: str) -> Path:
+    """The project's ``shared/`` folder (see :func:`shared_dir`), or a skip where it is absent.
+
+    Examples that read the project's real data (``shared/data``) or the Dynamic World
+    weights (``shared/dynamicworld``) start with it: under pytest they are skipped, with
+    the reason, where the folder (or ``shared/PARTS…``) is absent, as the tests that need it
+    are; elsewhere :class:`FileNotFoundError` says what is missing.
+
+    Examples
+    --------
+    >>> (require_shared("data") / "data").is_dir()
+    True
+    """
+    found = shared_dir()
+    missing = found is None or not found.joinpath(*parts).exists()
+    if not missing:
+        return found  # type: ignore[return-value]
+    what = "../shared" + ("/" + "/".join(parts) if parts else "") + " (the project's real data; set DWCUBE_SHARED)"
+    if "pytest" in sys.modules:
+        import pytest
+
+        pytest.skip(f"needs {what}")
+    raise FileNotFoundError(f"this example needs {what}")
 
 
 def randomise_batch_norm(net: torch.nn.Module, *, bias: float = 0.5) -> torch.nn.Module:
