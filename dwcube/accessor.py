@@ -8,11 +8,16 @@ On a reflectance cube (Dataset): ``indices``, ``elevation``, ``model_inputs``,
 
 Examples
 --------
->>> import dwcube
->>> cube = dwcube.load(...)  # doctest: +SKIP
->>> cube.lulc.indices(["ndvi", "ndmi"])  # doctest: +SKIP
->>> prob = cube.lulc.classify()  # doctest: +SKIP
->>> prob.lulc.label()  # doctest: +SKIP
+A reflectance cube made by code (what :func:`dwcube.load` returns) and the small test
+network of :mod:`dwcube.testing` in place of Dynamic World (``cube.lulc.classify()``):
+
+>>> from dwcube.testing import TINY_MODEL, synthetic_cube
+>>> cube = synthetic_cube(32, 2)
+>>> sorted(cube.lulc.indices(["ndvi", "ndmi"]).data_vars)
+['ndmi', 'ndvi']
+>>> prob = cube.lulc.classify(TINY_MODEL, device="cpu")
+>>> prob.dims, prob.lulc.label().dtype.name
+(('time', 'class', 'y', 'x'), 'uint8')
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ class LulcAccessor:
 
         Examples
         --------
-        >>> cube.lulc.indices(["ndvi", "ndmi"]).ndvi  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_cube
+        >>> ndvi = synthetic_cube(16, 1).lulc.indices(["ndvi", "ndmi"]).ndvi
+        >>> ndvi.attrs["formula"], bool((abs(ndvi) <= 1).all())
+        ('(nir - red) / (nir + red)', True)
         """
         from .indices import compute
 
@@ -48,7 +56,18 @@ class LulcAccessor:
 
         Examples
         --------
-        >>> cube.lulc.elevation("dem.tif", with_slope=True)  # doctest: +SKIP
+        A DEM file that rises 1 m per 10 m eastwards, put on the cube's grid:
+
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from dwcube.testing import synthetic_cube, write_cog
+        >>> cube = synthetic_cube(16, 1)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     info = write_cog(d + "/dem.tif", np.tile(np.arange(20, dtype=np.float32) * 3, (20, 1)),
+        ...                      epsg=32633, transform=(30, 0, 465150, 0, -30, 5080290), nodata=None)
+        ...     dem = cube.lulc.elevation(info.path, with_slope=True).compute()
+        >>> sorted(dem.data_vars), round(float(dem.slope.median()), 2)     # atan(0.1) = 5.71°
+        (['elevation', 'slope'], 5.71)
         """
         from .elevation import load_dem
 
@@ -59,7 +78,10 @@ class LulcAccessor:
 
         Examples
         --------
-        >>> cube.lulc.model_inputs(spec, dem=dem)  # doctest: +SKIP
+        >>> from dwcube.testing import TINY_MODEL, synthetic_cube
+        >>> x = synthetic_cube(16, 2).lulc.model_inputs(TINY_MODEL.inputs)
+        >>> x.dims, x.feature.values.tolist()
+        (('time', 'feature', 'y', 'x'), ['blue', 'green', 'red', 'nir', 'swir16', 'ndvi'])
         """
         from .inputs import model_inputs
 
@@ -70,7 +92,11 @@ class LulcAccessor:
 
         Examples
         --------
-        >>> cube.lulc.cloud_probability()  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_cloudy_cube
+        >>> cube, truth = synthetic_cloudy_cube(32)
+        >>> p = cube.lulc.cloud_probability()
+        >>> bool(p.where(truth.cloud).mean() > 0.9), bool(p.where(~truth.cloud & ~truth.shadow).mean() < 0.1)
+        (True, True)
         """
         from .clouds import cloud_probability
 
@@ -83,7 +109,12 @@ class LulcAccessor:
 
         Examples
         --------
-        >>> clear = cube.where(~cube.lulc.cloud_mask().mask)  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_cloudy_cube
+        >>> cube, truth = synthetic_cloudy_cube(32)
+        >>> m = cube.lulc.cloud_mask()
+        >>> clear = cube.where(~m.mask)
+        >>> bool(m.cloud.values[truth.cloud.values].all()), bool(clear.red.isnull().values[truth.cloud.values].all())
+        (True, True)
         """
         from .clouds import CloudMaskParams, cloud_mask
 
@@ -96,7 +127,14 @@ class LulcAccessor:
 
         Examples
         --------
-        >>> prob = cube.lulc.classify("dynamic-world", device="auto", batch_size=4)  # doctest: +SKIP
+        ``cube.lulc.classify("dynamic-world", device="auto", batch_size=4)`` runs Dynamic World
+        (its weights fetched with ``dwcube weights fetch dynamic-world``); any registry entry
+        works the same way, here the test network of :mod:`dwcube.testing`:
+
+        >>> from dwcube.testing import TINY_MODEL, synthetic_cube
+        >>> prob = synthetic_cube(32, 2).lulc.classify(TINY_MODEL, device="cpu", batch_size=4)
+        >>> dict(prob.sizes), prob.attrs["model"]
+        ({'time': 2, 'class': 9, 'y': 32, 'x': 32}, 'tiny-test')
         """
         from .inference import classify
 
@@ -112,7 +150,13 @@ class LulcAccessor:
 
         Examples
         --------
-        >>> dwcube.open_archive("lulc.zarr").lulc.label()  # doctest: +SKIP
+        >>> import tempfile, dwcube
+        >>> from dwcube.testing import TINY_MODEL, synthetic_cube
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = synthetic_cube(32, 2).lulc.classify(TINY_MODEL, device="cpu").lulc.to_archive(d + "/lulc.zarr")
+        ...     archive = dwcube.open_archive(d + "/lulc.zarr")
+        ...     bool((archive.lulc.label() == archive.label).all())   # the stored label is this label
+        True
         """
         from .probability import label
 
@@ -123,7 +167,11 @@ class LulcAccessor:
 
         Examples
         --------
-        >>> dwcube.open_archive("lulc.zarr").lulc.confidence().margin  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_probability_series
+        >>> ds = synthetic_probability_series(16, 6, cloud_fraction=0)[0].to_dataset()   # or an archive
+        >>> conf = ds.lulc.confidence()
+        >>> sorted(conf.data_vars), bool((conf.margin <= conf.top1_probability).all())
+        (['entropy', 'margin', 'top1_probability'], True)
         """
         from .probability import confidence
 
@@ -135,7 +183,10 @@ class LulcAccessor:
 
         Examples
         --------
-        >>> dwcube.open_archive("lulc.zarr").lulc.composite("season").label  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_probability_series
+        >>> ds = synthetic_probability_series(16, 12)[0].to_dataset()   # or dwcube.open_archive(...)
+        >>> ds.lulc.composite("season").period.values.tolist()
+        ['2021-DJF', '2021-MAM']
         """
         from .composite import composite
 
@@ -146,7 +197,11 @@ class LulcAccessor:
 
         Examples
         --------
-        >>> dwcube.open_archive("lulc.zarr").lulc.area("ha")  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_probability_series
+        >>> ds = synthetic_probability_series(16, 5, cloud_fraction=0)[0].to_dataset()   # 16 × 16 px of 10 m
+        >>> area = ds.lulc.area("ha")
+        >>> area.dims, area.sum("class").values.round(4).tolist()
+        (('time', 'class'), [2.56, 2.56, 2.56, 2.56, 2.56])
         """
         from .stats import class_area
 
@@ -165,7 +220,11 @@ class LulcArrayAccessor:
 
         Examples
         --------
-        >>> prob.lulc.label()  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_probability_series
+        >>> prob, truth = synthetic_probability_series(16, 6, seed=1)
+        >>> lab = prob.lulc.label()
+        >>> lab.dims, bool(((lab == 255) == prob.isnull().all("class")).all())   # 255 where no data
+        (('time', 'y', 'x'), True)
         """
         from .probability import label
 
@@ -176,7 +235,10 @@ class LulcArrayAccessor:
 
         Examples
         --------
-        >>> prob.lulc.confidence().entropy  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_probability_series
+        >>> entropy = synthetic_probability_series(16, 6, cloud_fraction=0)[0].lulc.confidence().entropy
+        >>> entropy.dims, bool(((entropy >= 0) & (entropy <= 1)).all())
+        (('time', 'y', 'x'), True)
         """
         from .probability import confidence
 
@@ -188,7 +250,10 @@ class LulcArrayAccessor:
 
         Examples
         --------
-        >>> prob.lulc.composite("year").mode  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_probability_series
+        >>> c = synthetic_probability_series(16, 12)[0].lulc.composite("year")
+        >>> c.period.values.tolist(), c.mode.dims, c.mode.dtype.name
+        (['2021'], ('time', 'y', 'x'), 'uint8')
         """
         from .composite import composite
 
@@ -200,7 +265,10 @@ class LulcArrayAccessor:
 
         Examples
         --------
-        >>> prob.lulc.area("ha", method="expected")  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_probability_series
+        >>> prob = synthetic_probability_series(16, 5, cloud_fraction=0)[0]     # 16 × 16 px of 10 m
+        >>> prob.lulc.area("ha", method="expected").sum("class").values.round(4).tolist()
+        [2.56, 2.56, 2.56, 2.56, 2.56]
         """
         from .stats import class_area
 
@@ -212,7 +280,12 @@ class LulcArrayAccessor:
 
         Examples
         --------
-        >>> prob.lulc.smooth().lulc.label()  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_probability_series
+        >>> prob, truth = synthetic_probability_series(16, 30, seed=3)
+        >>> raw, smoothed = prob.lulc.label(), prob.lulc.smooth().lulc.label()
+        >>> seen = truth.observed
+        >>> bool((smoothed == truth.true_class).where(seen).mean() > (raw == truth.true_class).where(seen).mean())
+        True
         """
         from .temporal import smooth
 
@@ -224,7 +297,12 @@ class LulcArrayAccessor:
 
         Examples
         --------
-        >>> filtered, state = new_dates.lulc.filter_update(state)  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_probability_series
+        >>> prob, _ = synthetic_probability_series(8, 10, seed=2)
+        >>> _, state = prob.isel(time=slice(0, 6)).lulc.filter_update()        # the dates so far
+        >>> filtered, state = prob.isel(time=slice(6, 10)).lulc.filter_update(state)   # new dates
+        >>> filtered.sizes["time"], state.attrs["last_date"][:10]
+        (4, '2021-03-26')
         """
         from .temporal import filter_update
 
@@ -236,7 +314,10 @@ class LulcArrayAccessor:
 
         Examples
         --------
-        >>> prob.lulc.flicker().overall.item()  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_probability_series
+        >>> prob, _ = synthetic_probability_series(16, 30, seed=3)
+        >>> bool(prob.lulc.smooth().lulc.flicker().overall < prob.lulc.flicker().overall)
+        True
         """
         from .temporal import flicker
 
@@ -248,7 +329,12 @@ class LulcArrayAccessor:
 
         Examples
         --------
-        >>> prob.lulc.changes(from_classes="trees").change_date  # doctest: +SKIP
+        >>> from dwcube.testing import synthetic_probability_series
+        >>> prob, truth = synthetic_probability_series(16, 60, seed=11)
+        >>> loss = prob.lulc.changes(from_classes="trees")          # forest loss
+        >>> found = loss.change_date.notnull().values
+        >>> set(loss.from_class.values[found].tolist()), bool(found.any())
+        ({1}, True)
         """
         from .change import changes
 
@@ -259,7 +345,13 @@ class LulcArrayAccessor:
 
         Examples
         --------
-        >>> prob.lulc.to_archive("lulc.zarr")  # doctest: +SKIP
+        >>> import tempfile, dwcube
+        >>> from dwcube.testing import TINY_MODEL, synthetic_cube
+        >>> prob = synthetic_cube(32, 2).lulc.classify(TINY_MODEL, device="cpu")
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     report = prob.lulc.to_archive(d + "/lulc.zarr")
+        ...     report.written, dwcube.open_archive(d + "/lulc.zarr").sizes["time"]
+        (['2023-04-06T00:00:00.000000', '2023-04-18T00:00:00.000000'], 2)
         """
         from .archive import write_archive
 
@@ -271,7 +363,14 @@ class LulcArrayAccessor:
 
         Examples
         --------
-        >>> ds.label.sel(time="2024-05-17").lulc.to_cog("label.tif")  # doctest: +SKIP
+        >>> import tempfile, rasterio
+        >>> from dwcube.testing import TINY_MODEL, synthetic_cube
+        >>> prob = synthetic_cube(32, 2).lulc.classify(TINY_MODEL, device="cpu")
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = prob.lulc.label().sel(time="2023-04-18").lulc.to_cog(d + "/label.tif")
+        ...     with rasterio.open(path) as src:
+        ...         src.dtypes[0], src.shape, src.colormap(1)[1][:3]   # trees in #397D49
+        ('uint8', (32, 32), (57, 125, 73))
         """
         from .export import to_cog
 
