@@ -626,6 +626,13 @@ def stratified_sample(
     import pyproj
 
     strata = _as_map(strata)
+    assessed = None
+    if map is not None:
+        assessed = _as_map(map, "map")
+        if assessed.odc.geobox != strata.odc.geobox:
+            raise ValueError("map and strata must be on the same grid (same CRS, transform and shape); reproject the "
+                             "map onto the strata's grid first (e.g. map.odc.reproject(strata.odc.geobox, "
+                             "resampling='nearest'))")
     code_names = _names(strata, names)
     census = _Census(strata, nodata=nodata, unit=unit, ellipsoidal=ellipsoidal)
     table = _table(census, code_names)
@@ -692,12 +699,7 @@ def stratified_sample(
     ys = aff.f + aff.d * (col + 0.5) + aff.e * (row + 0.5)
     to_ll = pyproj.Transformer.from_crs(census.gbox.crs.proj, "EPSG:4326", always_xy=True)
     lon, lat = to_ll.transform(xs, ys)
-    if map is not None:
-        assessed = _as_map(map, "map")
-        if assessed.odc.geobox != census.gbox:
-            raise ValueError("map and strata must be on the same grid (same CRS, transform and shape); reproject the "
-                             "map onto the strata's grid first (e.g. map.odc.reproject(strata.odc.geobox, "
-                             "resampling='nearest'))")
+    if assessed is not None:
         mydim, mxdim = assessed.odc.spatial_dims
         values = np.asarray(assessed.isel({mydim: xr.DataArray(row, dims="sample"),
                                            mxdim: xr.DataArray(col, dims="sample")}).values)
@@ -1073,9 +1075,10 @@ def _core(counts: np.ndarray, weight: np.ndarray, fpc: np.ndarray) -> dict[str, 
         g = np.where(fpc == 0, 0.0, weight**2 * fpc / (n - 1))  # W²(1 − f)/(n − 1): NaN/inf where n ≤ 1
         g = np.where(n - 1 > 0, g, np.where(fpc == 0, 0.0, np.nan))
 
+        # a stratum whose sample indicators are all 0 adds nothing, even when its g is NaN (one unit)
         def var(y: np.ndarray) -> np.ndarray:
             gg = g.reshape(g.shape + (1,) * (y.ndim - g.ndim))
-            return np.sum(gg * y * (1 - y), axis=g.ndim - 1)
+            return np.sum(np.where(y == 0, 0.0, gg * y * (1 - y)), axis=g.ndim - 1)
 
         def ratio(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             gg = g.reshape(g.shape + (1,) * (y.ndim - g.ndim))
@@ -1084,7 +1087,8 @@ def _core(counts: np.ndarray, weight: np.ndarray, fpc: np.ndarray) -> dict[str, 
             den = np.sum(ww * x, axis=g.ndim - 1)
             r = num / den
             rr = np.expand_dims(r, g.ndim - 1)
-            v = np.sum(gg * (y * (1 - y) + rr**2 * x * (1 - x) - 2 * rr * y * (1 - x)), axis=g.ndim - 1) / den**2
+            term = gg * (y * (1 - y) + rr**2 * x * (1 - x) - 2 * rr * y * (1 - x))
+            v = np.sum(np.where((y == 0) & (x == 0), 0.0, term), axis=g.ndim - 1) / den**2
             return r, v
 
         diag = np.diagonal(p, axis1=-2, axis2=-1)  # (..., H, K): map = reference = k
@@ -1098,7 +1102,7 @@ def _core(counts: np.ndarray, weight: np.ndarray, fpc: np.ndarray) -> dict[str, 
             "area_proportion": np.sum(weight.reshape((-1, 1)) * ref, axis=n.ndim - 1),
             "area_proportion_var": var(ref),
             "overall_accuracy": oa_w,
-            "overall_accuracy_var": np.sum(g * agree * (1 - agree), axis=-1),
+            "overall_accuracy_var": np.sum(np.where(agree == 0, 0.0, g * agree * (1 - agree)), axis=-1),
         }
         out["users_accuracy"], out["users_accuracy_var"] = ratio(diag, mapped)
         out["producers_accuracy"], out["producers_accuracy_var"] = ratio(diag, ref)
@@ -1195,7 +1199,7 @@ def _labelled_counts(sample_counts: Any, classes: Sequence[str] | None) -> tuple
 
 
 def estimate(sample_counts: Any, stratum_area: Any, classes: Sequence[str] | None = None, *,
-             stratum_pixels: Any = None, unit: str | None = None) -> xr.Dataset:
+             stratum_pixels: Any = None, mapped_area: Any = None, unit: str | None = None) -> xr.Dataset:
     """Area-adjusted accuracy and class areas with 95 % confidence intervals from an error matrix of sample counts.
 
     Parameters
@@ -1219,6 +1223,10 @@ def estimate(sample_counts: Any, stratum_area: Any, classes: Sequence[str] | Non
         :math:`N_h` of each stratum, for the finite-population correction
         :math:`1 - n_h/N_h` of Stehman (2014, Eq. 25); default none (Olofsson et al. 2014,
         negligible for pixel populations).
+    mapped_area
+        Pixel-counted area of each map class (``{class: area}``, same unit) for the
+        ``mapped_area`` variable when the strata are not the map classes (when they are, it
+        is ``stratum_area``).
     unit
         Unit of ``stratum_area`` for the ``units`` attributes (default: its ``units``).
 
@@ -1242,7 +1250,7 @@ def estimate(sample_counts: Any, stratum_area: Any, classes: Sequence[str] | Non
           (Eq. 9), :math:`S(\\hat p_{\\cdot k}) = \\sqrt{\\sum_i (W_i \\hat p_{ik} - \\hat p_{ik}^2)/(n_{i\\cdot}-1)}`
           (Eq. 10); ``area`` :math:`\\hat A_k = A\\,\\hat p_{\\cdot k}` with standard error
           :math:`A\\,S(\\hat p_{\\cdot k})`, in the unit of ``stratum_area``.
-        * ``mapped_area`` (``class``): the pixel-counted area (strata = map classes only).
+        * ``mapped_area`` (``class``): the pixel-counted area (strata = map classes, or given).
         * for each: ``*_se`` and ``*_ci95`` = 1.96 × SE (the 95 % half-width); ``sample_count``.
 
         With a ``stratum`` dim the same estimators take Stehman's (2014) general form
@@ -1360,6 +1368,17 @@ def estimate(sample_counts: Any, stratum_area: Any, classes: Sequence[str] | Non
         ds = ds.assign_coords(stratum=kept)
         ds["sample_count"] = v("sample_count", ("stratum", "map_class", "reference_class"), counts,
                                {"long_name": "sample units"})
+        if mapped_area is not None:
+            mlabels, marea = _vector(mapped_area, None, "mapped_area")
+            if mlabels is None:
+                raise ValueError("mapped_area must name its classes: {class: area}")
+            unknown = [c for c in mlabels if c not in class_list]
+            if unknown:
+                raise ValueError(f"mapped_area has classes {unknown} that are not in {class_list}")
+            _check_areas(marea, mlabels, "mapped_area")
+            of = dict(zip(mlabels, marea.tolist(), strict=True))
+            ds["mapped_area"] = xr.Variable(("class",), np.array([of.get(c, 0.0) for c in class_list]),
+                                            {"long_name": "mapped (pixel-counted) area", "units": unit})
     ds["stratum_area"] = xr.Variable(("stratum" if not strata_are_map else "map_class",),
                                      np.array([area_of.get(c, 0.0) for c in (kept if not strata_are_map
                                                                                else class_list)]),
@@ -1505,8 +1524,11 @@ def estimate_from_samples(samples: Any, stratum_area: Any = None, *, classes: Se
         _, pix = _vector(stratum_pixels, labels, "stratum_pixels")
         stratum_pixels = dict(zip(labels, pix.tolist(), strict=True))
         stratum_pixels = {s: stratum_pixels[s] for s in labels if dict(zip(labels, area.tolist(), strict=True))[s] > 0}
-    return estimate(da, dict(zip(labels, area.tolist(), strict=True)), classes=class_list,
-                    stratum_pixels=stratum_pixels, unit=unit)
+    areas = dict(zip(labels, area.tolist(), strict=True))
+    mapped = None
+    if np.array_equal(s_lab, m_lab):  # strata are the map classes: their areas are the pixel-counted areas
+        mapped = {s: a for s, a in areas.items() if s in class_list}
+    return estimate(da, areas, classes=class_list, stratum_pixels=stratum_pixels, mapped_area=mapped, unit=unit)
 
 
 def summary_table(estimate: xr.Dataset) -> Any:
