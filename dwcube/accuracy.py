@@ -61,6 +61,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import xarray as xr
 
@@ -180,19 +181,36 @@ def _codes_block(block: np.ndarray, nodata: int | None) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _row_counts_u8(block: np.ndarray, nodata: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Pixels of each of the 256 codes in each row of a uint8 block, ``nodata`` left out (-1: none)."""
+    rows, cols = block.shape
+    out = np.zeros((rows, 256), np.int64)
+    for r in range(rows):
+        for c in range(cols):
+            v = block[r, c]
+            if v != nodata:
+                out[r, v] += 1
+    return out
+
+
 def _count_block(block: np.ndarray, nodata: int | None, y0: int, x0: int, gbox: Any,
                  ellipsoidal_plane: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Pass 1 on one block: the codes present, their pixel count per block row, and (ellipsoidal) their area."""
-    codes_b = _codes_block(block, nodata)
-    rows = codes_b.shape[0]
-    if np.asarray(block).dtype == np.uint8:  # fast path for labels: 256 bins per row
-        idx = (np.arange(rows, dtype=np.int64)[:, None] * 256 + np.clip(codes_b, 0, 255)).ravel()
-        valid = (codes_b >= 0).ravel()
-        cnt = np.bincount(idx[valid], minlength=rows * 256).reshape(rows, 256)
+    raw = np.asarray(block)
+    if raw.dtype == np.uint8:  # fast path for labels: a compiled count into 256 bins per row
+        raw = np.ascontiguousarray(raw)
+        cnt = _row_counts_u8(raw, -1 if nodata is None or not 0 <= nodata <= 255 else int(nodata))
         present = np.flatnonzero(cnt.any(axis=0))
         codes, row_counts = present.astype(np.int64), cnt[:, present]
         inverse = None
+        rows = raw.shape[0]
+        codes_b = raw.astype(np.int64) if ellipsoidal_plane is not None else raw
+        if ellipsoidal_plane is not None and nodata is not None:
+            codes_b = np.where(codes_b == nodata, -1, codes_b)
     else:
+        codes_b = _codes_block(block, nodata)
+        rows = codes_b.shape[0]
         flat = codes_b.ravel()
         valid = flat != np.iinfo(np.int64).min
         codes, inv = np.unique(flat[valid], return_inverse=True)
@@ -538,7 +556,7 @@ def _check_areas(area: np.ndarray, names: Sequence[str], what: str) -> None:
 def _locate_block(block: np.ndarray, nodata: int | None, local_rows: np.ndarray, codes: np.ndarray,
                   within: np.ndarray) -> np.ndarray:
     """Pass 2 on one block: the column (in the block) of the ``within``-th pixel of ``code`` in ``local_row``."""
-    b = _codes_block(block, nodata)
+    b = np.asarray(block) if np.asarray(block).dtype == np.uint8 else _codes_block(block, nodata)
     cols = np.empty(len(local_rows), np.int64)
     for i, (r, c, w) in enumerate(zip(local_rows, codes, within, strict=True)):
         cols[i] = np.flatnonzero(b[r] == c)[w]

@@ -311,6 +311,12 @@ def test_geographic_grids_use_the_ellipsoidal_stratum_areas_of_stats() -> None:
     table = A.stratum_table(lab, unit="km2")
     want = class_area(lab.assign_attrs(flag_meanings="water trees grass"), unit="km2")
     np.testing.assert_allclose(table.area.values, want.sel({"class": table.stratum.values}).values, rtol=1e-12)
+    # projected grids: plane areas by default, ellipsoidal on request — both as dwcube.stats gives them
+    utm = _label(values, _grid(*gbox.shape)).chunk({"y": 50, "x": 25})
+    for ellipsoidal in (False, True):
+        t = A.stratum_table(utm, unit="ha", ellipsoidal=ellipsoidal)
+        ref = class_area(utm, unit="ha", ellipsoidal=ellipsoidal).sel({"class": t.stratum.values})
+        np.testing.assert_allclose(t.area.values, ref.values, rtol=1e-12)
     s = A.stratified_sample(lab.chunk({"latitude": 40, "longitude": 25}), 60, minimum=10, seed=3, unit="km2")
     assert (values[s.row, s.col] == s.stratum_code).all()
     np.testing.assert_allclose(s.lon, 14.0 + 0.01 * (s.col + 0.5), atol=1e-9)
