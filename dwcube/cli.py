@@ -36,6 +36,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _bbox(text: str) -> list[float]:
@@ -143,7 +144,7 @@ def _export_command(args: argparse.Namespace) -> None:
     print(f"{path}: {args.layer} of {args.date} from {args.store} (Cloud-Optimised GeoTIFF)")
 
 
-def _accuracy_map(path: str, date: str | None):  # type: ignore[no-untyped-def]
+def _accuracy_map(path: str, date: str | None) -> Any:
     """The label map to sample: one date of a dwcube archive, or a single-band label GeoTIFF."""
     import numpy as np
 

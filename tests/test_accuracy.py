@@ -427,6 +427,10 @@ def test_the_sampler_and_the_estimator_together_recover_a_known_area() -> None:
     assert np.all(np.abs(e.area.sel({"class": ["water", "trees", "grass"]}).values - true_ha)
                   <= e.area_ci95.sel({"class": ["water", "trees", "grass"]}).values)
     assert e.attrs["finite_population_correction"] == 1 and e.attrs["units"] == "ha"
+    # the stratum table itself can give the areas and pixel counts
+    e2 = A.estimate_from_samples(s.drop(columns=["stratum_area", "stratum_pixels"]), A.stratum_table(lab, unit="ha"))
+    for v in ("area", "area_ci95", "overall_accuracy_ci95"):
+        np.testing.assert_allclose(e2[v].values, e[v].values, rtol=1e-12)
 
 
 # -- bad input -------------------------------------------------------------------------------------------
