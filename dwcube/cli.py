@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     ai.add_argument("store", help="the Zarr archive")
     ai.add_argument("--json", action="store_true", help="machine-readable output")
     ac = asub.add_parser("check", help="read and decode every chunk (checksums too); exit status 1 if damaged")
-    ac.add_argument("store")
+    ac.add_argument("store", help="the Zarr archive")
     ac.add_argument("--json", action="store_true", help="machine-readable output")
 
     ex = sub.add_parser("export", help="write one date of an archive to a Cloud-Optimised GeoTIFF")
@@ -441,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     wv.add_argument("--path", help=f"weights folder (default: {WEIGHTS_SEARCH})")
 
     acc = sub.add_parser("accuracy", help="stratified sample of a map; accuracy and areas with 95 %% CIs")
-    accsub = acc.add_subparsers(dest="accuracy_command", required=True)
+    accsub = acc.add_subparsers(dest="accuracy_command", required=True, metavar="ACCURACY_COMMAND",
+                                help="what to do")
     asa = accsub.add_parser("sample", help="draw a stratified random sample of a label map for labelling")
     asa.add_argument("map", help="a dwcube archive (its label at --date) or a label GeoTIFF")
     asa.add_argument("--out", required=True, help="sample file: .parquet (GeoParquet), .geojson or .csv")
