@@ -21,6 +21,10 @@ Commands
 ``dwcube train CUBE LABELS --out DIR ...``
     Train the project's U-Net on a cube and a label raster (WorldCover, Dynamic
     World labels or a teacher's probabilities); resumable (see :mod:`dwcube.train.cli`).
+``dwcube accuracy sample MAP --n N --out SAMPLES`` / ``dwcube accuracy estimate LABELLED``
+    A stratified random sample of a label map (an archive date or a GeoTIFF) written as
+    GeoParquet/GeoJSON/CSV for labelling; the labelled file back to accuracy and class
+    areas with 95 % confidence intervals (see :mod:`dwcube.accuracy`).
 ``dwcube weights list | fetch NAME | verify NAME``
     Registered models and their pinned weights: list them, download them into the
     user cache (hash-checked), or check a local copy.
@@ -38,6 +42,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 #: Options whose value may start with "-" (negative longitudes and latitudes).
 NEGATIVE_VALUE_OPTIONS = ("--bbox",)
@@ -268,6 +273,63 @@ def _export_command(args: argparse.Namespace) -> None:
     print(f"{path}: {args.layer} of {args.date} from {args.store} (Cloud-Optimised GeoTIFF)")
 
 
+def _accuracy_map(path: str, date: str | None) -> Any:
+    """The label map to sample: one date of a dwcube archive, or a single-band label GeoTIFF."""
+    import numpy as np
+
+    if path.lower().endswith((".tif", ".tiff")):
+        import rioxarray
+
+        da = rioxarray.open_rasterio(path, chunks=True, mask_and_scale=False)
+        return da.isel(band=0, drop=True) if "band" in da.dims else da
+    from .archive import open_archive
+
+    label = open_archive(path).label
+    dates = [str(np.datetime_as_string(t, unit="D")) for t in label.time.values]
+    if date is None:
+        if len(dates) != 1:
+            raise ValueError(f"the archive has {len(dates)} dates: choose one with --date ({', '.join(dates[:6])}"
+                             f"{' …' if len(dates) > 6 else ''})")
+        return label.isel(time=0)
+    if date not in dates:
+        raise ValueError(f"--date {date} is not a date of the archive; it has {', '.join(dates[:6])}"
+                         f"{' …' if len(dates) > 6 else ''}")
+    return label.isel(time=dates.index(date))
+
+
+def _accuracy_command(args: argparse.Namespace) -> int:
+    from . import accuracy
+
+    if args.accuracy_command == "sample":
+        allocation = args.allocation
+        if args.n is None:
+            raise ValueError("give --n, the total sample size")
+        samples = accuracy.stratified_sample(_accuracy_map(args.map, args.date), args.n, allocation=allocation,
+                                             minimum=args.minimum, seed=args.seed, unit=args.unit)
+        path = accuracy.write_samples(samples, args.out)
+        per = samples.groupby("stratum").size().to_dict()
+        print(f"{path}: {len(samples)} sample units ({', '.join(f'{k}: {v}' for k, v in per.items())}); "
+              "fill the 'reference' column, then run `dwcube accuracy estimate` on the labelled file")
+        return 0
+    samples = accuracy.read_samples(args.labelled)
+    est = accuracy.estimate_from_samples(samples, reference=args.reference)
+    table = accuracy.summary_table(est)
+    print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    print(f"overall accuracy: {float(est.overall_accuracy):.4f} ± {float(est.overall_accuracy_ci95):.4f} (95 %)")
+    if args.out:
+        table.to_csv(args.out)
+        print(f"table: {args.out}")
+    if args.plot:
+        from .plot import area_estimates, error_matrix
+
+        stem = Path(args.plot)
+        area_estimates(est).savefig(stem, dpi=120)
+        matrix = stem.with_name(f"{stem.stem}_matrix{stem.suffix or '.png'}")
+        error_matrix(est).savefig(matrix, dpi=120)
+        print(f"plots: {stem}, {matrix}")
+    return 0
+
+
 WEIGHTS_SEARCH = "$DWCUBE_WEIGHTS, $DWCUBE_SHARED/dynamicworld or ../shared/dynamicworld, then the user cache"
 
 
@@ -336,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     ai.add_argument("store", help="the Zarr archive")
     ai.add_argument("--json", action="store_true", help="machine-readable output")
     ac = asub.add_parser("check", help="read and decode every chunk (checksums too); exit status 1 if damaged")
-    ac.add_argument("store")
+    ac.add_argument("store", help="the Zarr archive")
     ac.add_argument("--json", action="store_true", help="machine-readable output")
 
     ex = sub.add_parser("export", help="write one date of an archive to a Cloud-Optimised GeoTIFF")
@@ -377,6 +439,25 @@ def build_parser() -> argparse.ArgumentParser:
     wv = wsub.add_parser("verify", help="find a model's weights and check every file's SHA-256")
     wv.add_argument("name", help="model name, e.g. dynamic-world")
     wv.add_argument("--path", help=f"weights folder (default: {WEIGHTS_SEARCH})")
+
+    acc = sub.add_parser("accuracy", help="stratified sample of a map; accuracy and areas with 95 %% CIs")
+    accsub = acc.add_subparsers(dest="accuracy_command", required=True, metavar="ACCURACY_COMMAND",
+                                help="what to do")
+    asa = accsub.add_parser("sample", help="draw a stratified random sample of a label map for labelling")
+    asa.add_argument("map", help="a dwcube archive (its label at --date) or a label GeoTIFF")
+    asa.add_argument("--out", required=True, help="sample file: .parquet (GeoParquet), .geojson or .csv")
+    asa.add_argument("--date", help="the archive date to sample, e.g. 2024-05-17 (needed when it has several)")
+    asa.add_argument("--n", type=int, help="total sample size (see dwcube.accuracy.sample_size)")
+    asa.add_argument("--allocation", choices=["olofsson", "proportional", "equal"], default="olofsson",
+                     help="olofsson: --minimum per stratum, the rest proportional (default)")
+    asa.add_argument("--minimum", type=int, default=50, help="minimum per stratum for --allocation olofsson (50)")
+    asa.add_argument("--seed", type=int, default=0, help="seed of the draw (same seed, same sample)")
+    asa.add_argument("--unit", choices=["m2", "ha", "km2"], default="ha", help="area unit (default ha)")
+    aes = accsub.add_parser("estimate", help="accuracy and class areas with 95 %% CIs from a labelled sample file")
+    aes.add_argument("labelled", help="the sample file with its reference column filled")
+    aes.add_argument("--reference", default="reference", help="column of the reference labels (default reference)")
+    aes.add_argument("--out", help="also write the table to this CSV file")
+    aes.add_argument("--plot", help="also draw the areas to this PNG (and the error matrix to NAME_matrix.png)")
 
     from .train import cli as train_cli
 
@@ -420,6 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _archive_command(args)
         elif args.command == "export":
             _export_command(args)
+        elif args.command == "accuracy":
+            return _accuracy_command(args)
         elif args.command == "weights":
             _weights_command(args)
         elif args.command == "train":

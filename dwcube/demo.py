@@ -342,16 +342,16 @@ def class_share_table(label: xr.DataArray, classes: list[str] | tuple[str, ...],
     >>> print(class_share_table(da, ["water", "trees", "grass", "flooded_vegetation", "crops",
     ...                              "shrub_and_scrub", "built", "bare", "snow_and_ice"]))
     class shares (% of valid pixels)  2015-07-11   2015-08-20*
-    valid pixels                           100.0           2.0
-    water                                    0.0           0.0
-    trees                                  100.0           0.0
-    grass                                    0.0           0.0
-    flooded_vegetation                       0.0           0.0
-    crops                                    0.0           0.0
-    shrub_and_scrub                          0.0           0.0
-    built                                    0.0         100.0
-    bare                                     0.0           0.0
-    snow_and_ice                             0.0           0.0
+    valid pixels                           100.0          2.0
+    water                                    0.0          0.0
+    trees                                  100.0          0.0
+    grass                                    0.0          0.0
+    flooded_vegetation                       0.0          0.0
+    crops                                    0.0          0.0
+    shrub_and_scrub                          0.0          0.0
+    built                                    0.0        100.0
+    bare                                     0.0          0.0
+    snow_and_ice                             0.0          0.0
     * under 10 % valid pixels (clouds, no data): the shares describe only those pixels
     """
     from .classes import NODATA_LABEL
