@@ -265,9 +265,14 @@ def compute(ds: xr.Dataset, names: str | Sequence[str], *, nir: str = "auto") ->
 
     Examples
     --------
-    >>> idx = compute(ds, ["ndvi", "ndmi"])  # doctest: +SKIP
-    >>> idx.ndvi.attrs["formula"]  # doctest: +SKIP
-    '(nir - red) / (nir + red)'
+    >>> from dwcube.testing import synthetic_cube
+    >>> ds = synthetic_cube(16, 2, chunks=8)
+    >>> idx = compute(ds, ["ndvi", "ndmi"])
+    >>> idx.ndvi.attrs["formula"], idx.ndvi.chunks == ds.red.chunks
+    ('(nir - red) / (nir + red)', True)
+    >>> ndvi = ((ds.nir - ds.red) / (ds.nir + ds.red)).values
+    >>> bool(np.allclose(idx.ndvi.values, ndvi, atol=1e-6))
+    True
     """
     if isinstance(names, str):
         names = [names]

@@ -64,7 +64,12 @@ def label(probability: xr.DataArray) -> xr.DataArray:
 
     Examples
     --------
-    >>> label(prob).isel(time=0).plot.imshow()   # doctest: +SKIP
+    >>> p = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [np.nan, np.nan, np.nan]], np.float32)
+    >>> prob = xr.DataArray(p[None, :, :, None].transpose(0, 2, 1, 3), dims=("time", "class", "y", "x"),
+    ...                     coords={"class": ["water", "trees", "grass"]})
+    >>> lab = label(prob)
+    >>> lab.values.ravel().tolist(), lab.attrs["flag_meanings"]
+    ([0, 2, 255], 'water trees grass')
     """
     _check(probability)
     out = xr.apply_ufunc(_argmax, probability, input_core_dims=[["class"]], dask="parallelized",
@@ -122,8 +127,13 @@ def confidence(probability: xr.DataArray) -> xr.Dataset:
 
     Examples
     --------
-    >>> conf = confidence(prob)          # doctest: +SKIP
-    >>> conf.margin.where(conf.margin < 0.1).count()   # doctest: +SKIP
+    >>> p = np.array([[0.7, 0.2, 0.1], [0.35, 0.4, 0.25], [np.nan, np.nan, np.nan]], np.float32)
+    >>> prob = xr.DataArray(p.T[:, :, None], dims=("class", "y", "x"))
+    >>> conf = confidence(prob)
+    >>> conf.margin.values.ravel().astype(float).round(2).tolist()        # the second pixel could flip
+    [0.5, 0.05, nan]
+    >>> int(conf.margin.where(conf.margin < 0.1).count()), conf.top1_probability.values.ravel().astype(float).round(2).tolist()
+    (1, [0.7, 0.4, nan])
     """
     _check(probability)
     stacked = xr.apply_ufunc(
