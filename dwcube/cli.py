@@ -33,6 +33,12 @@ Option values may start with a minus sign (``--bbox -14.99,45.1,-14.5,45.2`` is 
 ``--bbox=-14.99,...``); ``--datetime``, ``--bbox`` and the sizes are checked before anything
 runs, and errors from deeper down name the command line's options (``--dem``, ``--mode a``),
 not the Python parameters.
+
+``dwcube load`` and ``dwcube classify`` take :func:`dwcube.load`'s read options
+(``--on-error``, ``--read-retries``, ``--max-pixels``), and ``classify`` takes
+``--no-scale-check`` (:func:`dwcube.classify`'s ``check_scale=False``).  With ``--on-error nan``
+the output is written with what could be read, every asset read that still failed is listed
+on stderr (one line each, :func:`dwcube.read_failures`), and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -53,7 +59,17 @@ CLI_OPTIONS = {
     "chunks": "--chunks", "tile": "--tile", "batch_size": "--batch-size", "collections": "--collections",
     "bbox": "--bbox", "datetime": "--datetime", "weights": "--weights", "device": "--device",
     "on_error": "--on-error", "loader": "--loader", "gdal_env": "--gdal-env", "precision": "--precision",
+    "max_pixels": "--max-pixels", "read_retries": "--read-retries",
 }
+
+#: Defaults of :func:`dwcube.load`'s ``max_pixels`` and ``read_retries``, repeated here so that
+#: ``dwcube --help`` does not import the loader (tests/test_cli.py checks that they agree).
+DEFAULT_MAX_PIXELS = 4_000_000_000
+DEFAULT_READ_RETRIES = 2
+
+#: Exit status of ``dwcube load``/``classify`` when the output was written but some asset reads
+#: failed (``--on-error nan``: those pixels are NaN), as ``archive check`` reports damage.
+EXIT_READ_FAILURES = 1
 
 
 def _bbox(text: str) -> list[float]:
@@ -117,6 +133,43 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _max_pixels(text: str) -> int | None:
+    """A positive whole number of pixels (``4000000000`` or ``4e9``), or ``none`` for no limit."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not (1 <= value < float("inf")) or value != int(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of pixels (e.g. 4e9) or 'none'")
+    return int(value)
+
+
+def _read_retries(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to 20")
+    return value
+
+
+def _report_read_failures(command: str, cube: Any) -> int:
+    """Print every asset read of ``cube`` that failed (one line each, stderr); the exit status."""
+    from .reads import read_failures
+
+    failures = read_failures(cube)
+    for failure in failures:
+        print(f"dwcube {command}: read failed, NaN: {failure}", file=sys.stderr)
+    if failures:
+        print(f"dwcube {command}: {len(failures)} asset read(s) failed; their pixels are NaN in the output "
+              "(--on-error nan)", file=sys.stderr)
+        return EXIT_READ_FAILURES
+    return 0
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
@@ -162,14 +215,20 @@ def cli_words(message: str, options: Mapping[str, str] = CLI_OPTIONS) -> str:
     'x.zarr already exists (--mode w-); use --mode a to append or --mode w to replace it'
     >>> cli_words("output CRS EPSG:4326 is geographic: pass resolution= in degrees")
     'output CRS EPSG:4326 is geographic: pass --resolution in degrees'
+    >>> cli_words("more than max_pixels=4e+09: pass max_pixels=None or a larger number")
+    'more than --max-pixels 4e+09: pass --max-pixels none or a larger number'
     """
     message = message.replace("or 'w' to replace", "or mode='w' to replace")
     message = message.replace("or pass the folder explicitly", "or pass the folder with --weights")
     for name, option in options.items():
-        pattern = rf"(?<![\w.$-]){name}=(?:load_dem\(\.\.\.\)|'([^']*)'|\"([^\"]*)\"|\[\.\.\.\]|\.\.\.)?"
-        message = re.sub(pattern, lambda m, o=option: o + (f" {m.group(1) or m.group(2)}" if (m.group(1) or m.group(2))
-                                                           else ""), message)
+        pattern = (rf"(?<![\w.$-]){name}=(?:load_dem\(\.\.\.\)|'([^']*)'|\"([^\"]*)\"|\[\.\.\.\]|\.\.\.|"
+                   r"([\w.+-]+))?")
+        message = re.sub(pattern, lambda m, o=option: o + _cli_value(m.group(1) or m.group(2) or m.group(3)), message)
     return message
+
+
+def _cli_value(value: str | None) -> str:
+    return "" if not value else " none" if value == "None" else f" {value}"
 
 
 def _weights_command(args: argparse.Namespace) -> None:
@@ -202,7 +261,7 @@ def _weights_command(args: argparse.Namespace) -> None:
         print(f"{entry.name}: {len(entry.weights.files)} files verified in {root}")
 
 
-def _classify_command(args: argparse.Namespace) -> None:
+def _classify_command(args: argparse.Namespace) -> int:
     import contextlib
 
     from .archive import ArchiveEncoding, write_archive
@@ -227,6 +286,7 @@ def _classify_command(args: argparse.Namespace) -> None:
             args.catalog, collections=args.collections, bbox=args.bbox, datetime=args.datetime,
             resolution=args.resolution or spec.resolution, crs=args.crs, chunks=args.chunks,
             resampling=spec.resampling or "bilinear", on_error=args.on_error, gdal_env=dict(args.gdal_env or []),
+            read_retries=args.read_retries, max_pixels=args.max_pixels,
             **({"cloud_mask": False} if args.no_cloud_mask else {}),
         )
         print(f"cube: {cube.sizes['time']} date(s), {cube.sizes[cube.odc.spatial_dims[0]]} × "
@@ -237,7 +297,7 @@ def _classify_command(args: argparse.Namespace) -> None:
 
             dem = load_dem(args.dem, cube)
         prob = classify(cube, entry, weights=args.weights, dem=dem, device=args.device, tile=args.tile,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, check_scale=not args.no_scale_check)
         enc = None  # an existing archive keeps its encoding; a new one gets the default
         if args.precision or args.archive_chunk:
             enc = ArchiveEncoding(precision=args.precision or "uint16", chunk=args.archive_chunk or 512)
@@ -250,6 +310,7 @@ def _classify_command(args: argparse.Namespace) -> None:
 
         label_maps(open_archive(args.out).label, suptitle=f"{entry.name} labels").savefig(args.map, dpi=120)
         print(f"map: {args.map}")
+    return _report_read_failures("classify", cube)
 
 
 def _archive_command(args: argparse.Namespace) -> int:
@@ -389,6 +450,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an unreadable asset: raise (default) or read it as NaN and list it in the attributes")
     cl.add_argument("--gdal-env", type=_key_value, action="append", metavar="KEY=VALUE",
                     help="a GDAL setting for reading the assets (repeatable), e.g. AWS_REQUEST_PAYER=requester")
+    cl.add_argument("--read-retries", type=_read_retries, default=DEFAULT_READ_RETRIES, metavar="N",
+                    help="extra attempts for an asset read that fails (HTTP error, body cut short, truncated "
+                         "file), 0-20 (default 2); what still fails raises, or is NaN with --on-error nan")
+    cl.add_argument("--max-pixels", type=_max_pixels, default=DEFAULT_MAX_PIXELS, metavar="N",
+                    help="refuse output grids of more than N px per date, a guard against a mistyped --bbox "
+                         "or --resolution (default 4e9; 'none' for no limit)")
+    cl.add_argument("--no-scale-check", action="store_true",
+                    help="do not check that the model's band inputs are reflectance 0-1 (by default digital "
+                         "numbers are refused and values 10000 times too small warned about)")
     cl.add_argument("--map", help="also draw the labels to this PNG file")
     cl.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -427,6 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an unreadable asset: raise (default) or read it as NaN and list it in the attributes")
     ld.add_argument("--gdal-env", type=_key_value, action="append", metavar="KEY=VALUE",
                     help="a GDAL setting for reading the assets (repeatable), e.g. AWS_REQUEST_PAYER=requester")
+    ld.add_argument("--read-retries", type=_read_retries, default=DEFAULT_READ_RETRIES, metavar="N",
+                    help="extra attempts for an asset read that fails (HTTP error, body cut short, truncated "
+                         "file), 0-20 (default 2); what still fails raises, or is NaN with --on-error nan")
+    ld.add_argument("--max-pixels", type=_max_pixels, default=DEFAULT_MAX_PIXELS, metavar="N",
+                    help="refuse output grids of more than N px per date, a guard against a mistyped --bbox "
+                         "or --resolution (default 4e9; 'none' for no limit)")
     ld.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     wt = sub.add_parser("weights", help="list, fetch or verify model weights")
@@ -490,13 +566,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.catalog, collections=args.collections, bbox=args.bbox, datetime=args.datetime,
                 bands=args.bands, resolution=args.resolution, crs=args.crs, chunks=args.chunks,
                 loader=args.loader, on_error=args.on_error, gdal_env=dict(args.gdal_env or []),
+                read_retries=args.read_retries, max_pixels=args.max_pixels,
                 **({"cloud_mask": False} if args.no_cloud_mask else {}),
             )
             write = ds.to_zarr(args.out, mode="w-", zarr_format=3, consolidated=False, compute=False)
             compute_with_progress(write, progress=not args.no_progress, label="loading and writing")
             print(f"wrote {dict(ds.sizes)} to {args.out}" + (" (no cloud mask)" if args.no_cloud_mask else ""))
+            return _report_read_failures("load", ds)
         elif args.command == "classify":
-            _classify_command(args)
+            return _classify_command(args)
         elif args.command == "archive":
             return _archive_command(args)
         elif args.command == "export":

@@ -347,6 +347,7 @@ def classify(
     compile: bool | Literal["auto"] = "auto",
     fill_value: float = 0.0,
     options: dict[str, Any] | None = None,
+    check_scale: bool = True,
 ) -> xr.DataArray:
     """Per-class probabilities of a reflectance cube, lazily, chunk by chunk.
 
@@ -377,6 +378,11 @@ def classify(
         it only affects neighbours within the receptive field).
     options
         Build options of the model (Dynamic World: ``direction``, ``fast``).
+    check_scale
+        Check that the band inputs are reflectance 0–1 (:func:`dwcube.inputs.model_inputs`:
+        integer bands are refused at once, digital numbers when a block is computed, values
+        10000 times too small are warned about); ``False`` turns the check off, for inputs
+        on another scale on purpose.  Recorded in ``attrs["input_scale_check"]``.
 
     Notes
     -----
@@ -428,7 +434,7 @@ def classify(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     options = dict(options or {})
     root = _weights.resolve(entry.weights, weights) if entry.weights is not None else None
-    inputs = model_inputs(cube, entry.inputs, dem=dem)
+    inputs = model_inputs(cube, entry.inputs, dem=dem, check_scale=check_scale)
     ydim, xdim = inputs.dims[2], inputs.dims[3]
     if min(inputs.sizes[ydim], inputs.sizes[xdim]) < entry.min_size:
         raise ValueError(f"{entry.name} needs at least {entry.min_size} × {entry.min_size} pixels, "
@@ -465,6 +471,7 @@ def classify(
         "model_alignment": entry.alignment,
         "inference_tile": tile,
         "inference_fill_value": float(fill_value),
+        "input_scale_check": inputs.attrs.get("scale_check", "off"),
         "long_name": "land-cover class probability",
         "units": "1",
     })
