@@ -97,8 +97,14 @@ def detect_sensor(item: pystac.Item) -> Sensor:
 
     Examples
     --------
-    >>> detect_sensor(item).name  # doctest: +SKIP
+    >>> import datetime as dt, pystac
+    >>> item = pystac.Item("S2B_33TVL_20230601_0_L2A", None, None, dt.datetime(2023, 6, 1), {"platform": "sentinel-2b"},
+    ...                    collection="sentinel-2-l2a")
+    >>> detect_sensor(item).name
     'sentinel-2-l2a'
+    >>> item.properties["platform"], item.collection_id = "landsat-8", "landsat-c2-l2"
+    >>> detect_sensor(item).name
+    'landsat-c2-l2-oli'
     """
     p = item.properties
     coll = (item.collection_id or "").lower()

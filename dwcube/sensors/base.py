@@ -84,9 +84,12 @@ class BandSpec:
 
         Examples
         --------
+        >>> import datetime as dt, pystac
+        >>> item = pystac.Item("S2B_X", None, None, dt.datetime(2023, 6, 1), {})  # Planetary Computer layout
+        >>> item.add_asset("B04", pystac.Asset("B04.tif"))
         >>> spec = BandSpec("red", ("red", "B04"), 10.0, "B04")
-        >>> spec.asset_key(item)  # doctest: +SKIP
-        'B04'
+        >>> spec.asset_key(item), BandSpec("nir", ("nir", "B08"), 10.0, "B08").asset_key(item)
+        ('B04', None)
         """
         for key in self.keys:
             if key in item.assets:

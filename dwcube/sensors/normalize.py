@@ -143,8 +143,28 @@ def normalize(
 
     Examples
     --------
-    >>> cube, notes = normalize(raw, items, sensors, ["red", "nir"], groups=[[0, 1], [2]],
-    ...                         mask_band="scl", mask=SCL_DEFAULT_MASK)  # doctest: +SKIP
+    Three L2A items of processing baseline 04.00 (offset −1000 DN); the first two are one
+    date: its first item is no data (DN 0) on the left half and cloud (SCL 9) on the top row,
+    so the second item fills those pixels:
+
+    >>> import datetime as dt, pystac
+    >>> from dwcube.sensors import SCL_DEFAULT_MASK, detect_sensor
+    >>> items = [pystac.Item(f"S2B_{i}", None, None, dt.datetime(2023, 6, 1 + i // 2, 10, i), {
+    ...     "platform": "sentinel-2b", "s2:product_type": "S2MSI2A", "s2:processing_baseline": "04.00"})
+    ...     for i in range(3)]
+    >>> dn = np.full((3, 2, 4), 3000, np.uint16)
+    >>> dn[1], dn[2] = 4000, 5000
+    >>> dn[0, :, :2] = 0
+    >>> scl = np.full((3, 2, 4), 4, np.uint8)
+    >>> scl[0, 0] = 9
+    >>> raw = xr.Dataset({"red": (("time", "y", "x"), dn), "scl": (("time", "y", "x"), scl)},
+    ...                  coords={"time": [it.datetime.replace(tzinfo=None) for it in items]}).chunk({"time": 1})
+    >>> cube, notes = normalize(raw, items, [detect_sensor(it) for it in items], ["red"], groups=[[0, 1], [2]],
+    ...                         mask_band="scl", mask=SCL_DEFAULT_MASK)
+    >>> cube.red.values.astype(float).round(3).tolist()
+    [[[0.3, 0.3, 0.3, 0.3], [0.3, 0.3, 0.2, 0.2]], [[0.4, 0.4, 0.4, 0.4], [0.4, 0.4, 0.4, 0.4]]]
+    >>> notes["radiometry"]
+    ['baseline 04.00: offset -1000 DN']
     """
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph

@@ -137,9 +137,14 @@ def processing_baseline(item: pystac.Item) -> tuple[int, int] | None:
 
     Examples
     --------
-    >>> item.properties["s2:processing_baseline"] = "04.00"  # doctest: +SKIP
-    >>> processing_baseline(item)  # doctest: +SKIP
+    >>> import datetime as dt, pystac
+    >>> item = pystac.Item("S2A_MSIL2A_20220612T105621_N0400_R094_T30UXC_20220612T171049", None, None,
+    ...                    dt.datetime(2022, 6, 12), {})
+    >>> processing_baseline(item)                       # from the _N0400_ field of the id
     (4, 0)
+    >>> item.properties["s2:processing_baseline"] = "05.09"
+    >>> processing_baseline(item)
+    (5, 9)
     """
     p = item.properties
     value = p.get("s2:processing_baseline")
@@ -179,8 +184,13 @@ def baseline_offset_dn(item: pystac.Item, mode: str = "auto") -> tuple[float, st
 
     Examples
     --------
-    >>> baseline_offset_dn(item)  # doctest: +SKIP
+    >>> import datetime as dt, pystac
+    >>> item = pystac.Item("S2A_X", None, None, dt.datetime(2022, 6, 12), {"s2:processing_baseline": "04.00"})
+    >>> baseline_offset_dn(item)
     (-1000.0, 'baseline 04.00: offset -1000 DN')
+    >>> item.properties["s2:processing_baseline"] = "03.01"
+    >>> baseline_offset_dn(item)[0]
+    0.0
     """
     if mode not in {"auto", "apply", "skip"}:
         raise ValueError(f"baseline_offset must be 'auto', 'apply' or 'skip', got {mode!r}")
