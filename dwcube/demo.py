@@ -59,7 +59,15 @@ def write_catalog(items: list[Any], path: str | Path) -> Path:
 
     Examples
     --------
-    >>> write_catalog(items, "catalog.parquet")  # doctest: +SKIP
+    >>> import tempfile
+    >>> from dwcube.stac import search
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     items = synthetic_l1c_items(Path(d), size=16, dates=2)
+    ...     for name in ("catalog.parquet", "catalog.ndjson", "catalog.json"):
+    ...         print(name, [it.id for it in search(write_catalog(items, Path(d, name)))])
+    catalog.parquet ['S2B_33TVL_20230406_0_L1C', 'S2B_33TVL_20230418_0_L1C']
+    catalog.ndjson ['S2B_33TVL_20230406_0_L1C', 'S2B_33TVL_20230418_0_L1C']
+    catalog.json ['S2B_33TVL_20230406_0_L1C', 'S2B_33TVL_20230418_0_L1C']
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -297,12 +297,22 @@ def load(
 
     Examples
     --------
-    >>> import dwcube
-    >>> ds = dwcube.load("https://earth-search.aws.element84.com/v1",
-    ...                  collections=["sentinel-2-l2a"], bbox=(-8.1, 53.2, -7.9, 53.4),
-    ...                  datetime="2022-10", bands=["red", "nir", "swir16"],
-    ...                  chunks=1024)  # doctest: +SKIP
-    >>> ds.red.mean().compute()  # doctest: +SKIP
+    A STAC API is searched the same way as a file (``dwcube.load("https://earth-search.aws.element84.com/v1",
+    collections=["sentinel-2-l2a"], bbox=(-8.1, 53.2, -7.9, 53.4), datetime="2022-10", bands=["red", "nir"])``);
+    here a local catalogue of two synthetic L2A dates (32 × 32 px of 10 m, baseline 05.09), cut to a
+    box and read in chunks of 16 px:
+
+    >>> import tempfile, dwcube
+    >>> from dwcube.testing import synthetic_catalog, synthetic_cube
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     ds = dwcube.load(synthetic_catalog(d, size=32, dates=2), bands=["red", "nir"],
+    ...                      bbox=(14.552, 45.873, 14.555, 45.8745), chunks=16)
+    ...     print(dict(ds.sizes), ds.red.chunks[1], ds.attrs["radiometry"])
+    ...     red = ds.red.compute()
+    {'y': 18, 'x': 24, 'time': 2} (16, 2) ['baseline 05.09: offset -1000 DN']
+    >>> truth = synthetic_cube(32, 2).red.sel(x=red.x.values, y=red.y.values)   # reflectance as made
+    >>> bool(abs(red.values - truth.values).max() < 1e-4), str(red.time.values[0])
+    (True, '2023-04-06T10:00:00.000000000')
     """
     if loader not in ("odc-stac", "stackstac"):
         raise ValueError(f"loader must be 'odc-stac' or 'stackstac', got {loader!r}")
@@ -958,7 +968,12 @@ def solar_day(item: pystac.Item) -> dt.date:
 
     Examples
     --------
-    >>> solar_day(item)  # doctest: +SKIP
+    Just after midnight UTC, 8° west of Greenwich it is still the day before:
+
+    >>> import datetime as dt, pystac
+    >>> box = {"type": "Polygon", "coordinates": [[[-8.2, 53.2], [-7.8, 53.2], [-7.8, 53.4], [-8.2, 53.4], [-8.2, 53.2]]]}
+    >>> item = pystac.Item("X", box, [-8.2, 53.2, -7.8, 53.4], dt.datetime(2022, 10, 6, 0, 20, tzinfo=dt.timezone.utc), {})
+    >>> solar_day(item)
     datetime.date(2022, 10, 5)
     """
     t = _item_time(item)  # aware UTC (naive times are read as UTC, never as local time)
@@ -980,8 +995,14 @@ def date_groups(items: Sequence[pystac.Item], groupby: Groupby) -> list[list[int
 
     Examples
     --------
-    >>> date_groups(items, "solar_day")  # doctest: +SKIP
-    [[0, 1], [2]]
+    Two tiles of one overpass, one minute apart, then the next overpass:
+
+    >>> import datetime as dt, pystac
+    >>> box = {"type": "Polygon", "coordinates": [[[14, 45], [15, 45], [15, 46], [14, 46], [14, 45]]]}
+    >>> items = [pystac.Item(f"T{i}", box, [14, 45, 15, 46], dt.datetime(2023, 6, d, 10, m, tzinfo=dt.timezone.utc), {})
+    ...          for i, (d, m) in enumerate([(1, 0), (1, 1), (6, 0)])]
+    >>> date_groups(items, "solar_day"), date_groups(items, "time"), date_groups(items, "id")
+    ([[0, 1], [2]], [[0], [1], [2]], [[0], [1], [2]])
     """
     if groupby is None or groupby == "id":
         return [[i] for i in range(len(items))]

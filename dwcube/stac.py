@@ -114,10 +114,21 @@ def search(
 
     Examples
     --------
-    >>> items = search("https://earth-search.aws.element84.com/v1",
-    ...                collections=["sentinel-2-l2a"], bbox=(-8.1, 53.2, -7.9, 53.4),
-    ...                datetime="2022-10", query={"eo:cloud_cover": {"lt": 50}})  # doctest: +SKIP
-    >>> items = search("catalog.parquet", bbox=(-8.1, 53.2, -7.9, 53.4))  # doctest: +SKIP
+    A STAC API takes the same arguments (``search("https://earth-search.aws.element84.com/v1",
+    collections=["sentinel-2-l2a"], bbox=(-8.1, 53.2, -7.9, 53.4), datetime="2022-10",
+    query={"eo:cloud_cover": {"lt": 50}})``); a local catalogue file is filtered here:
+
+    >>> import tempfile
+    >>> from dwcube.testing import synthetic_catalog
+    >>> d = tempfile.TemporaryDirectory()
+    >>> catalog = synthetic_catalog(d.name, size=16, dates=3)      # three dates near 14.55 E, 45.87 N
+    >>> [it.id for it in search(catalog, bbox=(14.5, 45.8, 14.6, 45.9), datetime="2023-04-10/2023-04-30")]
+    ['S2A_33TVL_20230418_0_L2A', 'S2A_33TVL_20230428_0_L2A']
+    >>> search(catalog, bbox=(-8.1, 53.2, -7.9, 53.4))             # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dwcube.stac.EmptySearchError: no STAC item matched the search: catalog=..., bbox=[-8.1, 53.2, -7.9, 53.4], datetime=any
+    >>> d.cleanup()
     """
     if isinstance(collections, str):
         collections = [collections]
