@@ -31,11 +31,18 @@ folder, device and options), never the weights.
 
 Examples
 --------
->>> import dwcube
->>> cube = dwcube.load("catalog.parquet", collections=["sentinel-2-l1c"])   # doctest: +SKIP
->>> prob = classify(cube, "dynamic-world")                                  # doctest: +SKIP
->>> prob.sizes                                                              # doctest: +SKIP
-Frozen({'time': 5, 'class': 9, 'y': 101, 'x': 100})
+Dynamic World on an L1C cube (here a synthetic one; the weights are in ``shared/dynamicworld``,
+or wherever :func:`dwcube.models.weights.resolve` finds them):
+
+>>> from dwcube.testing import require_shared, synthetic_cloudy_cube
+>>> _ = require_shared("dynamicworld")
+>>> cube, _ = synthetic_cloudy_cube(64, chunks=32)                 # 13 L1C bands
+>>> prob = classify(cube, "dynamic-world", device="cpu")
+>>> dict(prob.sizes), prob.attrs["model"], prob.chunks[2]
+({'time': 1, 'class': 9, 'y': 64, 'x': 64}, 'dynamic-world', (32, 32))
+>>> total = prob.sum("class").values
+>>> bool(abs(total - 1).max() < 1e-5)
+True
 """
 
 from __future__ import annotations
