@@ -337,9 +337,20 @@ def load_tf_variables(net: DynamicWorldNet, variables: Mapping[str, np.ndarray])
 
     Examples
     --------
+    Nothing is copied from an incomplete set:
+
+    >>> net = build_dynamic_world("forward")
+    >>> load_tf_variables(net, {"conv2d/kernel": np.zeros((3, 3, 9, 64), np.float32)})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: Dynamic World forward weights do not match the network: missing [...
     >>> from dwcube.models.tensor_bundle import read_saved_model
-    >>> sm = read_saved_model("model/forward")                                 # doctest: +SKIP
-    >>> net = load_tf_variables(build_dynamic_world("forward"), sm.variables)  # doctest: +SKIP
+    >>> from dwcube.testing import require_shared
+    >>> sm = read_saved_model(require_shared("dynamicworld") / "dynamicworld" / "model" / "forward")
+    >>> net = load_tf_variables(net, sm.variables)
+    >>> first = next(v for k, v in net.state_dict().items() if k.endswith(".weight"))   # (out, in, kh, kw)
+    >>> bool(np.array_equal(first.numpy(), sm.variables["conv2d/kernel"].transpose(3, 2, 0, 1)))
+    True
     """
     mapping = tf_variable_names(net.direction)
     state = net.state_dict()

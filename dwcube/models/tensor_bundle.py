@@ -16,7 +16,11 @@ checked on every read.
 
 Examples
 --------
->>> read_saved_model("model/forward").variables["conv2d/kernel"].shape  # doctest: +SKIP
+The Dynamic World SavedModels (in ``shared/dynamicworld``; skipped where it is absent):
+
+>>> from dwcube.testing import require_shared
+>>> forward = require_shared("dynamicworld") / "dynamicworld" / "model" / "forward"
+>>> read_saved_model(forward).variables["conv2d/kernel"].shape
 (3, 3, 9, 64)
 """
 
@@ -211,9 +215,11 @@ def read_sstable(path: str | Path) -> dict[bytes, bytes]:
 
     Examples
     --------
-    >>> table = read_sstable("variables.index")  # doctest: +SKIP
-    >>> b"" in table   # the bundle header  # doctest: +SKIP
-    True
+    >>> from dwcube.testing import require_shared
+    >>> model = require_shared("dynamicworld") / "dynamicworld" / "model"
+    >>> table = read_sstable(model / "forward" / "variables" / "variables.index")
+    >>> b"" in table, len(table)   # the bundle header, then one entry per tensor
+    (True, 148)
     """
     data = Path(path).read_bytes()
     if len(data) < _FOOTER_SIZE:
@@ -287,8 +293,10 @@ class TensorBundle:
 
     Examples
     --------
-    >>> b = TensorBundle("model/forward/variables/variables")         # doctest: +SKIP
-    >>> b.read("variables/0/.ATTRIBUTES/VARIABLE_VALUE").shape         # doctest: +SKIP
+    >>> from dwcube.testing import require_shared
+    >>> model = require_shared("dynamicworld") / "dynamicworld" / "model"
+    >>> b = TensorBundle(model / "forward" / "variables" / "variables")
+    >>> b.read("variables/0/.ATTRIBUTES/VARIABLE_VALUE").shape
     (3, 3, 9, 64)
     """
 
@@ -384,9 +392,10 @@ def read_saved_model(directory: str | Path) -> SavedModelVariables:
 
     Examples
     --------
-    >>> sm = read_saved_model("model/forward")             # doctest: +SKIP
-    >>> sm.variables["conv2d_14/kernel"].shape             # doctest: +SKIP
-    (1, 1, 144, 9)
+    >>> from dwcube.testing import require_shared
+    >>> sm = read_saved_model(require_shared("dynamicworld") / "dynamicworld" / "model" / "forward")
+    >>> sm.variables["conv2d_14/kernel"].shape, len(sm.variables)
+    ((1, 1, 144, 9), 146)
     """
     directory = Path(directory)
     pb_path = directory / "saved_model.pb"

@@ -237,7 +237,29 @@ def resolve(source: WeightsSource, path: str | Path | None = None) -> Path:
 
     Examples
     --------
-    >>> root = resolve(get_entry("dynamic-world").weights, "../shared/dynamicworld")  # doctest: +SKIP
+    A one-file set pinned by hash, found in the folder given, then refused once the file changes:
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "model.bin").write_bytes(b"weights")
+    >>> src = WeightsSource("toy", (WeightFile("model.bin", sha256_file(d / "model.bin")),),
+    ...                     base_url="https://example.org/toy", origin="an example")
+    >>> resolve(src, d) == d
+    True
+    >>> _ = (d / "model.bin").write_bytes(b"weightz")
+    >>> resolve(src, d)                                    # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dwcube.models.weights.WeightsHashError: ...model.bin...
+    >>> shutil.rmtree(d)
+
+    The Dynamic World weights in the project's ``shared/`` folder (skipped where it is absent):
+
+    >>> from dwcube.models.registry import get_entry
+    >>> from dwcube.testing import require_shared
+    >>> shared = require_shared("dynamicworld")
+    >>> resolve(get_entry("dynamic-world").weights, shared / "dynamicworld") == shared / "dynamicworld"
+    True
     """
     looked = []
     for root, label in search_locations(source, path):
@@ -301,8 +323,23 @@ def fetch(
 
     Examples
     --------
-    >>> fetch(get_entry("dynamic-world").weights)  # doctest: +SKIP
-    PosixPath('/home/me/.cache/dwcube/weights/dynamic-world')
+    Without ``dest`` the files go to ``cache_dir()/weights/NAME``
+    (``~/.cache/dwcube/weights/dynamic-world`` for ``fetch(get_entry("dynamic-world").weights)``).
+    Here from a loopback HTTP server, into a temporary folder:
+
+    >>> import tempfile
+    >>> from dwcube.loopback import serve_directory
+    >>> origin, dest = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp()) / "toy"
+    >>> _ = (origin / "model.bin").write_bytes(b"weights")
+    >>> files = (WeightFile("model.bin", sha256_file(origin / "model.bin")),)
+    >>> with serve_directory(origin) as (url, _):
+    ...     src = WeightsSource("toy", files, base_url=url, origin="an example", attribution="by someone")
+    ...     root = fetch(src, dest, progress=print)
+    model.bin: downloaded, verified
+    >>> root == dest, (root / "model.bin").read_bytes(), sorted(p.name for p in root.iterdir())
+    (True, b'weights', ['NOTICE', 'model.bin'])
+    >>> shutil.rmtree(origin), shutil.rmtree(dest.parent)
+    (None, None)
     """
     root = Path(dest).expanduser() if dest is not None else cache_dir() / "weights" / source.name
     base = (base_url or source.base_url).rstrip("/")
