@@ -18,8 +18,17 @@ Dynamic World palette (:data:`dwcube.classes.COLORS`); no data is light grey.
 
 Examples
 --------
->>> fig = label_maps(open_archive("lulc.zarr").label)     # doctest: +SKIP
->>> fig.savefig("map.png", dpi=150)                         # doctest: +SKIP
+An archive's labels are drawn the same way (``label_maps(open_archive("lulc.zarr").label)``);
+here a synthetic probability series of five dates:
+
+>>> import tempfile
+>>> from dwcube.testing import synthetic_probability_series
+>>> prob, _ = synthetic_probability_series(32, 5, seed=1)
+>>> fig = label_maps(prob)
+>>> with tempfile.TemporaryDirectory() as d:
+...     fig.savefig(Path(d, "map.png"), dpi=50)
+...     Path(d, "map.png").read_bytes()[:4]
+b'\x89PNG'
 """
 
 from __future__ import annotations
@@ -260,8 +269,11 @@ def label_maps(
 
     Examples
     --------
-    >>> fig = label_maps(prob.lulc.label(), suptitle="Dynamic World")   # doctest: +SKIP
-    >>> fig.savefig("map.png")                                         # doctest: +SKIP
+    >>> from dwcube.testing import synthetic_probability_series
+    >>> prob, _ = synthetic_probability_series(32, 5, seed=1)
+    >>> fig = label_maps(prob.lulc.label(), suptitle="Dynamic World")
+    >>> [ax.get_title() for ax in fig.axes][:2], fig.get_suptitle()     # dates and their no-data share
+    (['2021-01-04 (no data 8 %)', '2021-01-14 (no data 38 %)'], 'Dynamic World')
     """
     _mpl()
     from matplotlib.figure import Figure
@@ -786,8 +798,15 @@ def timelapse(
 
     Examples
     --------
-    >>> timelapse(open_archive("lulc.zarr"), "lulc.gif", fps=3)   # doctest: +SKIP
-    PosixPath('lulc.gif')
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> from dwcube.testing import synthetic_probability_series
+    >>> prob, _ = synthetic_probability_series(32, 5, seed=1)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     gif = timelapse(prob, Path(d, "lulc.gif"), fps=3, dpi=50)
+    ...     with Image.open(gif) as im:
+    ...         print(gif.name, im.n_frames, im.info["duration"])   # a frame per date; ms, in GIF steps of 10
+    lulc.gif 5 330
     """
     _mpl()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
