@@ -39,9 +39,10 @@ def _tiny_registered() -> None:
 
 @pytest.fixture
 def truncated_catalog(make_s2_tile, tmp_path: Path) -> Path:
-    """One 512² L2A date whose red COG lost 2 of its 4 tiles (the header is intact)."""
-    item, _ = make_s2_tile("A", T0, shape=(512, 512), bands=TINY_BANDS)
-    assert len(T.truncate_cog(tmp_path / "A" / "red.tif", keep=0.5)) == 2
+    """One 512² L2A date whose red COG lost 2 of its 4 tiles (the header is intact); its own item
+    id, since read_failures of a cube without attrs matches earlier failures by item id."""
+    item, _ = make_s2_tile("CLI_A", T0, shape=(512, 512), bands=TINY_BANDS)
+    assert len(T.truncate_cog(tmp_path / "CLI_A" / "red.tif", keep=0.5)) == 2
     return write_catalog([item], tmp_path / "catalog.json")
 
 
@@ -64,7 +65,7 @@ def test_load_lists_failed_reads_and_exits_1(truncated_catalog: Path, tmp_path: 
     err = capsys.readouterr().err
     lines = _failure_lines(err, "load")
     assert status == 1, err
-    assert len(lines) == 1 and "A/red: " in lines[0] and "2 block(s) NaN after 1 attempt(s)" in lines[0]
+    assert len(lines) == 1 and "CLI_A/red: " in lines[0] and "2 block(s) NaN after 1 attempt(s)" in lines[0]
     assert "1 asset read(s) failed" in err and "--on-error nan" in err
     red = xr.open_zarr(out, consolidated=False).red.values[0]
     assert np.isnan(red).mean() == 0.5  # written, with the two lost tiles NaN
@@ -87,7 +88,7 @@ def test_classify_lists_failed_reads_and_exits_1(truncated_catalog: Path, tmp_pa
     captured = capsys.readouterr()
     lines = _failure_lines(captured.err, "classify")
     assert status == 1, captured.err
-    assert len(lines) == 1 and "A/red: " in lines[0]
+    assert len(lines) == 1 and "CLI_A/red: " in lines[0]
     assert "wrote 1 date(s)" in captured.out  # the archive is written, the gaps are reported
     prob = dwcube.open_archive(store).probability.isel(time=0)
     assert 0.4 < float(prob.isel({"class": 0}).isnull().mean()) < 0.7  # the lost tiles (and their halo)
@@ -95,14 +96,14 @@ def test_classify_lists_failed_reads_and_exits_1(truncated_catalog: Path, tmp_pa
 
 def test_a_complete_read_exits_0_and_prints_no_failures(make_s2_tile, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    item, _ = make_s2_tile("A", T0, shape=(64, 64), bands=TINY_BANDS)
+    item, _ = make_s2_tile("CLI_A", T0, shape=(64, 64), bands=TINY_BANDS)
     catalog = write_catalog([item], tmp_path / "catalog.json")
     assert main(["load", str(catalog), "--out", str(tmp_path / "c.zarr"), "--on-error", "nan", "--no-progress"]) == 0
     assert not _failure_lines(capsys.readouterr().err, "load")
 
 
 def test_max_pixels(make_s2_tile, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    item, _ = make_s2_tile("A", T0, shape=(64, 64), bands=("red",))
+    item, _ = make_s2_tile("CLI_A", T0, shape=(64, 64), bands=("red",))
     catalog = write_catalog([item], tmp_path / "catalog.json")
     args = ["load", str(catalog), "--bands", "red", "--no-progress"]
     assert main([*args, "--out", str(tmp_path / "small.zarr"), "--max-pixels", "4000"]) == 1
@@ -123,10 +124,10 @@ def test_max_pixels(make_s2_tile, tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_no_scale_check(make_s2_tile, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Reflectance 10000 times too small (DN 1001-1002 on baseline 04.00) is warned about, unless
     --no-scale-check; the check never changes the numbers."""
-    item, _ = make_s2_tile("A", T0, shape=(64, 64), bands=TINY_BANDS)
+    item, _ = make_s2_tile("CLI_A", T0, shape=(64, 64), bands=TINY_BANDS)
     rng = np.random.default_rng(1)
     for b in TINY_BANDS:  # the same grid, values of 1e-4 or 2e-4 reflectance
-        T.write_cog(tmp_path / "A" / f"{b}.tif", rng.integers(1001, 1003, (64, 64)).astype(np.uint16), epsg=32633,
+        T.write_cog(tmp_path / "CLI_A" / f"{b}.tif", rng.integers(1001, 1003, (64, 64)).astype(np.uint16), epsg=32633,
                     transform=(10, 0, 500000.0, 0, -10, 5000000.0), blocksize=256)
     catalog = write_catalog([item], tmp_path / "catalog.json")
     args = ["classify", str(catalog), "--model", "tiny-test", "--device", "cpu", "--no-progress"]
