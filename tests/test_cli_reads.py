@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from dwcube import testing as T
 from dwcube.cli import main
 from dwcube.demo import write_catalog
 from dwcube.inputs import ReflectanceScaleWarning
+from dwcube.models import registry
 from dwcube.models.registry import register
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,8 +35,12 @@ TINY_BANDS = ("blue", "green", "red", "nir", "swir16")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _tiny_registered() -> None:
-    register(T.TINY_MODEL, replace=True)  # `--model tiny-test`, in this process
+def _tiny_registered() -> Iterator[None]:
+    """`--model tiny-test` in this process, for this module only (the registry's own example
+    lists the registered models)."""
+    register(T.TINY_MODEL, replace=True)
+    yield
+    registry._REGISTRY.pop(T.TINY_MODEL.name, None)
 
 
 @pytest.fixture
