@@ -125,6 +125,7 @@ __all__ = [
     "version_key",
     "write_products",
     "open_products",
+    "update_attrs",
     "check_archive",
     "format_info",
     "open_archive",
@@ -1638,6 +1639,36 @@ def format_info(info: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def update_attrs(store: str | os.PathLike[str], updates: Mapping[str, Any], *, group: str | None = None,
+                 remove: Sequence[str] = (), wait: float = 0.0) -> None:
+    """Set (and remove) attributes of an archive or of one of its model versions, under the
+    write lock; the data and every other attribute stay as they are.
+
+    Examples
+    --------
+    >>> from dwcube.inference import classify
+    >>> from dwcube.testing import TINY_MODEL, synthetic_cube
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = write_archive(classify(synthetic_cube(32, 2), TINY_MODEL, device="cpu"), d + "/a.zarr")
+    ...     update_attrs(d + "/a.zarr", {"site": "test"})
+    ...     open_archive(d + "/a.zarr").attrs["site"]
+    'test'
+    """
+    path = _store_path(store)
+    gpath = _group_path(path, group)
+    with _write_lock(path, wait):
+        _archive_group(gpath)
+        g = zarr.open_group(gpath, mode="r+", zarr_format=3)  # keeps the consolidated copy of its children
+        attrs = dict(g.attrs)
+        attrs.update(_jsonable(dict(updates)))
+        for key in remove:
+            attrs.pop(key, None)
+        g.attrs.put(attrs)
+        if group is not None:
+            _consolidate(path)  # the store's copy holds the group's attributes
+
+
 # -- near-real-time products: small datasets kept beside a version ----------------------------
 
 
@@ -1694,6 +1725,7 @@ def write_products(store: str | os.PathLike[str], products: Mapping[str, xr.Data
         nrt = writable.require_group(NRT_GROUP)
         serial = int(nrt.attrs.get("serial", 0)) + 1
         names: dict[str, str] = {}
+        writes = []
         for name, ds in products.items():
             sub = f"{name}-{serial:06d}"
             ds = ds.drop_encoding()
@@ -1703,9 +1735,11 @@ def write_products(store: str | os.PathLike[str], products: Mapping[str, xr.Data
                         for k in ds.variables if ds[k].dtype.kind != "O"}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)
-                ds.to_zarr(gpath, group=f"{NRT_GROUP}/{sub}", mode="w", zarr_format=3, consolidated=False,
-                           write_empty_chunks=True, encoding=encoding)
+                writes.append(ds.to_zarr(gpath, group=f"{NRT_GROUP}/{sub}", mode="w", zarr_format=3,
+                                         consolidated=False, write_empty_chunks=True, encoding=encoding,
+                                         compute=False))
             names[name] = sub
+        dask.compute(*writes)  # one graph: work the products share is done once
         nrt.attrs.put({**_jsonable(dict(attrs or {})), "serial": serial, "products": names})  # the switch
         for name, _ in list(nrt.groups()):
             if name not in names.values():
