@@ -21,6 +21,10 @@ classify, label, confidence
     cache, GPU when present); its label and confidence layers.
 write_archive, open_archive, archive_info
     Zarr v3 archives of probability cubes: create, append dates, resume, read with CRS.
+update_archive, reprocess, compare_versions
+    Archives that keep themselves current: new scenes appended with the recorded
+    settings (filter state and change alerts kept current), the history classified
+    again by a new model version beside the old, and how two versions differ.
 smooth, filter_update, TransitionModel, flicker
     Temporally consistent probabilities (hidden-Markov smoothing, near-real-time
     filtering) and the flicker of a label series.
@@ -51,6 +55,7 @@ from .classes import CLASSES, COLORS  # noqa: E402
 from .clouds import CloudMaskParams, cloud_mask  # noqa: E402
 from .elevation import load_dem  # noqa: E402
 from .inference import classify  # noqa: E402
+from .jobs import compare_versions, reprocess, update_archive  # noqa: E402
 from .inputs import Feature, InputSpec, model_inputs  # noqa: E402
 from .load import AssetError, load  # noqa: E402
 from .sensors import MaskSpec, SensorError, UnknownBandError  # noqa: E402
@@ -75,6 +80,9 @@ __all__ = [
     "write_archive",
     "open_archive",
     "archive_info",
+    "update_archive",
+    "reprocess",
+    "compare_versions",
     "ArchiveEncoding",
     "ArchiveError",
     "ArchiveMismatchError",

@@ -123,6 +123,7 @@ __all__ = [
     "archive_versions",
     "resolve_version",
     "version_key",
+    "INCOMPLETE_ATTR",
     "write_products",
     "open_products",
     "update_attrs",
@@ -147,6 +148,8 @@ RESUME_TOLERANCE = 0.02
 _INPUT_KEYS = ("sensor", "product_level", "radiometry", "corrections", "mask", "harmonization", "out_of_domain")
 _LOCK_SUFFIX = ".lock"
 _TIME_CHUNK = 1024  # dates per chunk of the per-date coordinates
+#: Attribute naming the dates whose inputs failed to read (``on_error="nan"``): date → failures.
+INCOMPLETE_ATTR = "dwcube_incomplete"
 _PROGRESS = "_progress"
 
 
@@ -1031,9 +1034,10 @@ def write_archive(
     -----
     The archive also keeps how the cube was made (``attrs["dwcube_job"]``: the
     arguments of :func:`dwcube.load` and :func:`dwcube.classify` that the cube records),
-    from which :func:`dwcube.jobs.update_archive` loads and classifies new dates, and a
+    from which :func:`dwcube.jobs.update_archive` loads and classifies new dates, a
     record per write (``attrs["dwcube_writes"]``: its dates, the dwcube version, when
-    it finished).
+    it finished), and the dates whose reads failed (``load(..., on_error="nan")``:
+    ``attrs["dwcube_incomplete"]``, date → failures; a later write of the date clears it).
 
     Examples
     --------
@@ -1243,12 +1247,33 @@ def _write_locked(probability: xr.DataArray, path: str, mode: str, enc: ArchiveE
     if replace:
         entry["replaced"] = _iso(targets)
     attrs["dwcube_writes"] = [*attrs.get("dwcube_writes", []), entry]  # type: ignore[misc]
+    incomplete = {d: f for d, f in dict(attrs.get(INCOMPLETE_ATTR) or {}).items() if d not in _iso(targets)}
+    incomplete.update(_failures_by_date(cube))
+    if incomplete:
+        attrs[INCOMPLETE_ATTR] = incomplete
+    else:
+        attrs.pop(INCOMPLETE_ATTR, None)
     if record:
         attrs["dwcube_job"] = record
     root.attrs.put(attrs)
     _consolidate(path)
     report.written = _iso(targets)
     return report
+
+
+def _failures_by_date(cube: xr.DataArray) -> dict[str, list[str]]:
+    """The reads of the cube's inputs that failed (``load(..., on_error="nan")``), by date (ISO)."""
+    from .reads import read_failures
+
+    if "item_id" not in cube.coords:
+        return {}
+    fails = read_failures(cube)
+    out: dict[str, list[str]] = {}
+    for t, ids in zip(cube["time"].values, cube["item_id"].values, strict=True):
+        mine = [f for f in fails if f.split("/", 1)[0] in str(ids).split(",")]
+        if mine:
+            out[_iso([t])[0]] = mine
+    return out
 
 
 def _check_same_items(path: str, sgroup: zarr.Group, probability: xr.DataArray, slots: Sequence[int]) -> None:

@@ -490,7 +490,7 @@ def classify(
     attrs["classify_parameters"] = _classify_parameters(entry, weights, device, dem, tile, batch_size, compile,
                                                          fill_value, options)
     for key in ("sensor", "product_level", "radiometry", "corrections", "mask", "cloud_mask", "harmonization",
-                "resampling", "groupby", "out_of_domain", "load_parameters"):
+                "resampling", "groupby", "out_of_domain", "load_parameters", "load_id", "failed_assets"):
         if key in inputs.attrs or key in cube.attrs:
             attrs[key] = inputs.attrs.get(key, cube.attrs.get(key))
     return xr.DataArray(prob, dims=("time", "class", ydim, xdim), coords=coords, name="probability", attrs=attrs)

@@ -73,6 +73,7 @@ import numpy as np
 import xarray as xr
 
 from .archive import (
+    INCOMPLETE_ATTR,
     ArchiveError,
     archive_lock,
     archive_versions,
@@ -101,7 +102,6 @@ __all__ = [
 #: Days searched before the last stored date: items of one solar day may carry times on two
 #: UTC days, and a date's items must be seen together to be told apart from new ones.
 SEARCH_MARGIN_DAYS = 2
-_INCOMPLETE = "dwcube_incomplete"  # root attribute: date → reads that failed
 _FOLLOWS = "dwcube_follows_updates"  # version attribute: reprocessing finished, updates keep it current
 
 
@@ -453,22 +453,6 @@ def _load_items(items: Sequence[Any], record: Mapping[str, Any], args: Mapping[s
     return cube
 
 
-def _failures_by_date(cube: xr.Dataset, dates: Sequence[Any]) -> dict[str, list[str]]:
-    """The reads of ``cube`` that failed (after it was computed), by date, for ``dates`` only."""
-    from .reads import read_failures
-
-    fails = read_failures(cube)
-    if not fails or "item_id" not in cube.coords:
-        return {}
-    keep = {np.datetime64(t, "ns") for t in dates}
-    out: dict[str, list[str]] = {}
-    for t, ids in zip(cube["time"].values.astype("datetime64[ns]"), cube["item_id"].values, strict=True):
-        mine = [f for f in fails if f.split("/", 1)[0] in str(ids).split(",")]
-        if mine and t in keep:
-            out[_iso(t)] = mine
-    return out
-
-
 # -- update -----------------------------------------------------------------------------------
 
 
@@ -552,7 +536,7 @@ def update_archive(
                                                f"reprocess {path} --model {v['key']})")
         root_times, root_ids = _stored_dates(path, versions[0])
         root_last = root_times.max() if root_times.size else None
-        redo = dict(_version_attrs(path, None).get(_INCOMPLETE) or {})
+        redo = dict(_version_attrs(path, None).get(INCOMPLETE_ATTR) or {})
         lags: dict[str, list[np.datetime64]] = {}  # a version behind the first (a killed update): its missing dates
         for v in followed[1:]:
             vt, _ = _stored_dates(path, v)
@@ -571,7 +555,6 @@ def update_archive(
         new_items = [it for g in plan.new_groups for it in g]
         report.new_items = [it.id for it in new_items]
         grid = _grid(path)
-        incomplete = {d: f for d, f in redo.items()}
         if new_items or lagging:
             lag_items = [it for t in lagging for it in plan.stored_items[_iso(t)]]
             cube = _load_items(lag_items + new_items, record, args, grid)
@@ -586,9 +569,8 @@ def update_archive(
                 rep = write_archive(prob, path, group=v["group"], progress=progress)
                 vu = _version_report(report, v["key"])
                 vu.written, vu.blocks, vu.blocks_resumed = rep.written, rep.blocks, rep.blocks_resumed
-            incomplete.update(_failures_by_date(cube, fresh))
         rewritten: dict[str, list[str]] = {}
-        if redo:
+        if redo:  # dates whose reads failed: read and classify them again, in place
             cube = _load_items([it for d in redo for it in plan.stored_items[_iso(np.datetime64(d, "ns"))]],
                                record, args, grid)
             for v in followed:
@@ -600,13 +582,7 @@ def update_archive(
                 vu.blocks += rep.blocks
                 vu.blocks_resumed += rep.blocks_resumed
                 rewritten[v["key"]] = rep.written
-            for d in redo:
-                incomplete.pop(d, None)
-            incomplete.update(_failures_by_date(cube, cube["time"].values))
-        if incomplete != redo:
-            update_attrs(path, {_INCOMPLETE: incomplete} if incomplete else {},
-                         remove=() if incomplete else (_INCOMPLETE,))
-        report.incomplete = incomplete
+        report.incomplete = dict(_version_attrs(path, None).get(INCOMPLETE_ATTR) or {})
         if nrt:
             for v in followed:
                 n, new_alerts, restarted = _update_nrt(path, v, transitions, alert_rule,
@@ -811,8 +787,9 @@ def reprocess(
         if not np.array_equal(got, root_times):
             raise JobError(f"loading the stored items again gave other dates ({len(got)}, the archive has "
                            f"{len(root_times)}); the catalogue's items changed")
-        cargs = {**first_args, "weights": None if weights is None or str(weights).endswith(".pt") else
-                 os.fspath(weights), "options": dict(options or {}), "dem": dem or first_args.get("dem")}
+        tile = first_args["tile"] if first_args["tile"] % entry.alignment == 0 else 512
+        cargs = {**first_args, "tile": tile, "options": dict(options or {}), "dem": dem or first_args.get("dem"),
+                 "weights": None if weights is None or str(weights).endswith(".pt") else os.fspath(weights)}
         prob = _classify(cube, entry, cargs)
         rep = write_archive(prob, path, group=group, progress=progress)
         mine = next(v for v in archive_versions(path) if v["group"] == group)

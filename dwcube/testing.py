@@ -20,7 +20,9 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import functools
 import http.server
 import json
 import os
@@ -69,6 +71,7 @@ __all__ = [
     "synthetic_cube",
     "TinyNet",
     "TINY_MODEL",
+    "TINY_MODEL_V2",
     "randomise_batch_norm",
 ]
 
@@ -1306,6 +1309,10 @@ def _tiny_entry() -> Any:
 
 #: A registry entry for :class:`TinyNet` (not registered; pass it as ``model=``).
 TINY_MODEL = _tiny_entry()
+
+#: A second version of the tiny model (other weights: seed 1), for tests of model lineage.
+TINY_MODEL_V2 = dataclasses.replace(TINY_MODEL, version="1", description="untrained test network, version 1",
+                                    build=functools.partial(_build_tiny, seed=1))
 
 
 # -- probability time series with known truth (temporal smoothing, change dating) -------------
