@@ -4,7 +4,9 @@ On a reflectance cube (Dataset): ``indices``, ``elevation``, ``model_inputs``,
 ``cloud_probability``, ``cloud_mask`` and ``classify``.  On a probability cube
 (DataArray, or a Dataset holding ``probability`` such as an archive): ``label``,
 ``confidence``, ``composite`` and ``area``; on the DataArray also ``smooth``,
-``filter_update``, ``flicker``, ``changes``, ``to_archive`` and ``to_cog``.
+``filter_update``, ``flicker``, ``changes``, ``to_archive`` and ``to_cog``.  On a label or
+strata map (DataArray, or a Dataset holding ``label``): ``stratified_sample`` and
+``stratum_table`` (:mod:`dwcube.accuracy`).
 
 Examples
 --------
@@ -152,6 +154,25 @@ class LulcAccessor:
 
         return class_area(self._ds, unit=unit, **kwargs)
 
+    def stratified_sample(self, n: int | None = None, **kwargs: Any) -> Any:
+        """A stratified random sample of the Dataset's ``label`` (or ``stratum``) map; see
+        :func:`dwcube.accuracy.stratified_sample`.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> from odc.geo.geobox import GeoBox
+        >>> from odc.geo.xr import xr_coords
+        >>> g = GeoBox.from_bbox((0, 0, 200, 200), crs="EPSG:32633", resolution=10)
+        >>> ds = xr.Dataset({"label": (("y", "x"), (np.arange(400).reshape(20, 20) % 2).astype(np.uint8))},
+        ...                 coords=xr_coords(g))
+        >>> ds.lulc.stratified_sample(10, allocation="proportional").stratum.value_counts().to_dict()
+        {'0': 5, '1': 5}
+        """
+        from .accuracy import stratified_sample
+
+        return stratified_sample(self._ds, n, **kwargs)
+
 
 @xr.register_dataarray_accessor("lulc")
 class LulcArrayAccessor:
@@ -253,6 +274,42 @@ class LulcArrayAccessor:
         from .change import changes
 
         return changes(self._da, **kwargs)
+
+    def stratified_sample(self, n: int | None = None, **kwargs: Any) -> Any:
+        """A stratified random sample of this label or strata map (one date); see
+        :func:`dwcube.accuracy.stratified_sample`.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> from odc.geo.geobox import GeoBox
+        >>> from odc.geo.xr import xr_coords
+        >>> g = GeoBox.from_bbox((0, 0, 200, 200), crs="EPSG:32633", resolution=10)
+        >>> lab = xr.DataArray(np.arange(400).reshape(20, 20) % 2, dims=("y", "x"), coords=xr_coords(g))
+        >>> len(lab.lulc.stratified_sample(20, allocation="equal"))
+        20
+        """
+        from .accuracy import stratified_sample
+
+        return stratified_sample(self._da, n, **kwargs)
+
+    def stratum_table(self, **kwargs: Any) -> xr.Dataset:
+        """Pixels, area and weight of every stratum of this map; see :func:`dwcube.accuracy.stratum_table`.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> from odc.geo.geobox import GeoBox
+        >>> from odc.geo.xr import xr_coords
+        >>> g = GeoBox.from_bbox((0, 0, 200, 200), crs="EPSG:32633", resolution=10)
+        >>> lab = xr.DataArray(np.zeros((20, 20), np.uint8), dims=("y", "x"), coords=xr_coords(g),
+        ...                    attrs={"flag_meanings": "water trees"})
+        >>> lab.lulc.stratum_table(unit="ha").area.values.tolist()
+        [4.0]
+        """
+        from .accuracy import stratum_table
+
+        return stratum_table(self._da, **kwargs)
 
     def to_archive(self, store: Any, **kwargs: Any) -> Any:
         """Store the cube in a Zarr archive; see :func:`dwcube.archive.write_archive`.

@@ -101,6 +101,8 @@ from typing import Any, Literal
 import dask
 import dask.array as da
 import numpy as np
+import odc.geo.xr  # noqa: F401 - registers .odc (used here) now that `import dwcube` is lazy
+import rioxarray  # noqa: F401 - registers .rio on the archives open_archive returns
 import xarray as xr
 import zarr
 from zarr.storage import LocalStore, WrapperStore
@@ -1631,20 +1633,27 @@ def format_info(info: Mapping[str, Any]) -> str:
     >>> with tempfile.TemporaryDirectory() as d:
     ...     _ = write_archive(classify(synthetic_cube(32, 2), TINY_MODEL, device="cpu"), d + "/a.zarr")
     ...     print(format_info(archive_info(d + "/a.zarr")).splitlines()[4])
-    dates     2 complete, 2023-04-06T00:00:00.000000 … 2023-04-18T00:00:00.000000
+    dates     2 complete, 2023-04-06 00:00 UTC … 2023-04-18 00:00 UTC
     """
+    from odc.geo.crs import CRS
+
     g, d, e = info["grid"], info["dates"], info["encoding"]
     damaged = info.get("problems") or []
     opts = (info.get("settings") or {}).get("model_build_options") or {}
+    unit = "°" if g["epsg"] and CRS(f"EPSG:{g['epsg']}").geographic else " m"  # the grid's CRS units
+
+    def when(iso: str) -> str:  # "2015-07-11T10:00:00.000000" -> "2015-07-11 10:00 UTC"
+        return iso[:16].replace("T", " ") + " UTC"
+
     lines = [
         f"archive   {info['store']}",
         f"model     {info['model']['model']} {info['model']['model_version']} "
         f"(weights sha256 {str(info['model']['model_weights_sha256'])[:12]}…)"
         + (f", options {', '.join(f'{k}={v}' for k, v in opts.items())}" if opts else ""),
         f"classes   {', '.join(info['classes'])}",
-        f"grid      {g['shape'][0]} × {g['shape'][1]} px at {g['resolution']:g}, EPSG:{g['epsg']}",
+        f"grid      {g['shape'][0]} × {g['shape'][1]} px at {g['resolution']:g}{unit}, EPSG:{g['epsg']}",
         (f"dates     {d['count']} complete" if not damaged else f"dates     {d['count']}, NOT all readable")
-        + (f", {d['first']} … {d['last']}" if d["count"] else ""),
+        + (f", {when(d['first'])} … {when(d['last'])}" if d["count"] else ""),
         f"pending   {len(info['pending'])} date(s)" + (" — rerun the write to resume" if info["pending"] else ""),
         f"encoding  {e['precision']}, {e['chunk']} px chunks, layers {', '.join(e['layers'])}",
     ]

@@ -4,9 +4,10 @@ L1C products carry no scene classification, and Dynamic World labels missed clou
 ``snow_and_ice`` and missed shadows as ``water``.  This module follows Dynamic World's
 own masking recipe (Google's Earth Engine example ``Sentinel2CloudAndShadow.js``):
 
-1. **cloud probability** from the s2cloudless LightGBM model (Sentinel Hub; the
-   ``s2cloudless`` package, CC-BY-SA-4.0) on ten L1C bands, per pixel on the cube's grid —
-   or a catalogue's own cloud-probability asset when the cube has one;
+1. **cloud probability** from the s2cloudless LightGBM model (Sinergise / Sentinel Hub,
+   CC-BY-SA-4.0; its model file ships with dwcube in ``dwcube/data/s2cloudless/``, see the
+   NOTICE there) on ten L1C bands, per pixel on the cube's grid — or a catalogue's own
+   cloud-probability asset when the cube has one;
 2. **cloud** where probability > 65 % and the cloud displacement index (Frantz et al.
    2018) < −0.5, or where the cirrus band B10 > 0.01;
 3. **morphology**: erosion by 60 m then dilation by 320 m (EE ``focal_min(3)`` and
@@ -35,7 +36,8 @@ Examples
 from __future__ import annotations
 
 import functools
-import importlib.util
+import hashlib
+import lzma
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,6 +46,7 @@ from typing import Any
 import dask.array as da
 import numba
 import numpy as np
+import odc.geo.xr  # noqa: F401 - registers .odc (used here) now that `import dwcube` is lazy
 import xarray as xr
 from scipy import ndimage
 
@@ -68,7 +71,11 @@ S2CLOUDLESS_BANDS: tuple[str, ...] = ("coastal", "blue", "red", "rededge1", "nir
                                       "swir16", "swir22")
 #: Every band the full recipe reads (s2cloudless, plus B07 for the displacement index).
 CLOUD_BANDS: tuple[str, ...] = S2CLOUDLESS_BANDS + ("rededge3",)
-_MODEL_FILE = "models/pixel_s2_cloud_detector_lightGBM_v0.1.txt"
+#: The s2cloudless model file (s2cloudless 1.7.3, ``s2cloudless/models/``), xz-compressed, CC-BY-SA-4.0.
+S2CLOUDLESS_MODEL_FILE = (Path(__file__).resolve().parent / "data" / "s2cloudless"
+                          / "pixel_s2_cloud_detector_lightGBM_v0.1.txt.xz")
+#: SHA-256 of the original, uncompressed file (checked on every read).
+S2CLOUDLESS_MODEL_SHA256 = "0f92b6822cc0ad42982f55bab9b1688329e119451ad9a9e0a56384b9f37bc61d"
 
 
 class MissingBandsError(MessageKeyError):
@@ -132,14 +139,14 @@ class CloudMaskParams:
 
 
 # --- s2cloudless ------------------------------------------------------------------------------
-def _model_path() -> Path:
-    spec = importlib.util.find_spec("s2cloudless")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the cloud mask needs the s2cloudless package (pip install s2cloudless)")
-    path = Path(next(iter(spec.submodule_search_locations))) / _MODEL_FILE
-    if not path.is_file():
-        raise ImportError(f"s2cloudless is installed but its model file is missing: {path}")
-    return path
+def _model_text() -> str:
+    """The s2cloudless model file, decompressed and checked: byte for byte the original."""
+    data = lzma.decompress(S2CLOUDLESS_MODEL_FILE.read_bytes())
+    got = hashlib.sha256(data).hexdigest()
+    if got != S2CLOUDLESS_MODEL_SHA256:
+        raise RuntimeError(f"{S2CLOUDLESS_MODEL_FILE}: SHA-256 {got} is not the s2cloudless model's "
+                           f"{S2CLOUDLESS_MODEL_SHA256}; reinstall dwcube")
+    return data.decode("ascii")
 
 
 @functools.lru_cache(maxsize=1)
@@ -148,7 +155,7 @@ def _tree_model() -> TreeModel:
 
     Evaluated by :mod:`dwcube.gbdt` (compiled, GIL-free, equal to ``lightgbm.Booster.predict``).
     """
-    return TreeModel.from_text(_model_path())
+    return TreeModel.from_string(_model_text())
 
 
 def _probability_block(*bands: np.ndarray) -> np.ndarray:
@@ -209,7 +216,7 @@ def cloud_probability(cube: xr.Dataset) -> xr.DataArray:
                          dask="parallelized", output_dtypes=[np.float32])
     out.name = "cloud_probability"
     out.attrs = {"long_name": "cloud probability", "units": "1",
-                 "source": "s2cloudless 1.x LightGBM model (Sentinel Hub, CC-BY-SA-4.0), per pixel, "
+                 "source": "s2cloudless 1.x LightGBM model (Sinergise / Sentinel Hub, CC-BY-SA-4.0), per pixel, "
                            "evaluated by dwcube.gbdt"}
     return out
 

@@ -67,7 +67,11 @@ class TreeModel:
     @classmethod
     def from_text(cls, path: str | Path) -> TreeModel:
         """Parse a LightGBM model saved as text (``Booster.save_model``)."""
-        text = Path(path).read_text()
+        return cls.from_string(Path(path).read_text())
+
+    @classmethod
+    def from_string(cls, text: str) -> TreeModel:
+        """Parse the text of a LightGBM model file (``Booster.model_to_string``)."""
         header, _, rest = text.partition("\nTree=")
         head = dict(line.split("=", 1) for line in header.splitlines() if "=" in line)
         n_features = int(head["max_feature_idx"]) + 1

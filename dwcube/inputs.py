@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import odc.geo.xr  # noqa: F401 - registers .odc (used here) now that `import dwcube` is lazy
 import xarray as xr
 
 from . import indices as _indices

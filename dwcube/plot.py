@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import odc.geo.xr  # noqa: F401 - registers .odc (used here) now that `import dwcube` is lazy
 import xarray as xr
 
 from .classes import CLASSES, COLORS, NODATA_LABEL
 
-__all__ = ["before_after", "change_map", "label_colormap", "label_maps", "label_rgb", "probability_series",
-           "timelapse"]
+__all__ = ["area_estimates", "before_after", "change_map", "error_matrix", "label_colormap", "label_maps", "label_rgb",
+           "probability_series", "timelapse"]
 
 _NODATA_COLOR = "#e6e6e6"
 
@@ -850,3 +851,163 @@ def timelapse(
             for _ in frames():
                 writer.grab_frame()
     return path
+
+
+# -- accuracy assessment (dwcube.accuracy) ----------------------------------------------------------
+
+
+def _estimate_1d(estimate: xr.Dataset, what: str) -> xr.Dataset:
+    if not isinstance(estimate, xr.Dataset) or "error_matrix" not in estimate or "area" not in estimate:
+        raise ValueError(f"{what} needs the Dataset of dwcube.accuracy.estimate() or estimate_from_samples()")
+    extra = list(estimate.overall_accuracy.dims)
+    if extra:
+        raise ValueError(f"{what} draws one result; this one has extra dims {extra}: select one, e.g. "
+                         f".isel({extra[0]}=0)")
+    return estimate
+
+
+def error_matrix(estimate: xr.Dataset, *, size: float = 5.0, percent: bool = True, title: str | None = None) -> Any:
+    """The estimated error matrix in area proportions, with user's and producer's accuracy ± 95 % in the margins.
+
+    Parameters
+    ----------
+    estimate
+        A Dataset from :func:`dwcube.accuracy.estimate` or
+        :func:`~dwcube.accuracy.estimate_from_samples` (no extra dims).
+    size
+        Figure height in inches.
+    percent
+        Cell values in percent of the total area (default) or as proportions.
+    title
+        Figure title (default: overall accuracy ± its half-width).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Rows: map class, columns: reference class; each cell :math:`\\hat p_{ij}` (shaded on
+        a square-root scale so that small off-diagonal areas stay visible); the right margin
+        gives user's accuracy, the bottom margin producer's accuracy, each ± its 95 %
+        half-width.
+
+    Examples
+    --------
+    >>> from dwcube.accuracy import estimate
+    >>> e = estimate([[45, 5], [3, 47]], {"loss": 100.0, "stable": 900.0}, classes=["loss", "stable"])
+    >>> fig = error_matrix(e)
+    >>> fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()
+    ('reference class', 'map class')
+    """
+    _mpl()
+    from matplotlib.colors import PowerNorm
+    from matplotlib.figure import Figure
+
+    est = _estimate_1d(estimate, "error_matrix")
+    m = np.asarray(est.error_matrix.values, dtype=np.float64)
+    rows = [str(c) for c in est.map_class.values]
+    cols = [str(c) for c in est.reference_class.values]
+    k = len(cols)
+    fig = Figure(figsize=(size * (k + 1.8) / (k + 1.2), size))
+    ax = fig.subplots()
+    vmax = float(np.nanmax(m)) if np.isfinite(m).any() and np.nanmax(m) > 0 else 1.0
+    ax.imshow(m, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=vmax), interpolation="nearest")
+    scale, fmt = (100.0, "{:.2f}") if percent else (1.0, "{:.4f}")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            v = m[i, j]
+            ax.text(j, i, "·" if v == 0 else fmt.format(v * scale), ha="center", va="center", fontsize=8,
+                    color="white" if np.sqrt(max(v, 0) / vmax) > 0.6 else "black")
+
+    def pm(name: str, c: str) -> str:
+        v = float(est[name].sel({"class": c}))
+        h = float(est[f"{name}_ci95"].sel({"class": c}))
+        return "n/a" if not np.isfinite(v) else f"{v:.2f} ± {h:.2f}" if np.isfinite(h) else f"{v:.2f}"
+
+    for i, c in enumerate(rows):
+        ax.text(k - 0.4, i, pm("users_accuracy", c), ha="left", va="center", fontsize=8)
+    for j, c in enumerate(cols):
+        ax.text(j, m.shape[0] - 0.35, pm("producers_accuracy", c), ha="center", va="top", fontsize=8)
+    ax.text(k - 0.4, -0.75, "user's acc.", ha="left", va="bottom", fontsize=8, style="italic")
+    ax.text(-0.75, m.shape[0] - 0.35, "producer's acc.", ha="right", va="top", fontsize=8, style="italic")
+    ax.set_xticks(range(k), [c.replace("_", " ") for c in cols], rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), [c.replace("_", " ") for c in rows], fontsize=8)
+    ax.set_xlabel("reference class")
+    ax.set_ylabel("map class")
+    ax.xaxis.set_label_position("top")
+    ax.xaxis.tick_top()
+    oa = float(est.overall_accuracy)
+    oa_h = float(est.overall_accuracy_ci95)
+    unit = "% of area" if percent else "proportion of area"
+    fig.suptitle(title or f"error matrix ({unit}); overall accuracy {oa:.3f} ± {oa_h:.3f}", fontsize=9)
+    fig.subplots_adjust(left=0.25, right=0.78, top=0.72, bottom=0.14)
+    return fig
+
+
+def area_estimates(estimate: xr.Dataset, *, mapped_area: xr.DataArray | None = None, classes: Sequence[str] | None = None,
+                   size: tuple[float, float] = (6.0, 3.6), title: str | None = None) -> Any:
+    """Estimated class areas with their 95 % confidence intervals, next to the pixel-counted (mapped) areas.
+
+    Parameters
+    ----------
+    estimate
+        A Dataset from :func:`dwcube.accuracy.estimate` or
+        :func:`~dwcube.accuracy.estimate_from_samples` (no extra dims).
+    mapped_area
+        Pixel-counted area per class (``class`` coordinate, same unit), e.g.
+        :func:`dwcube.stats.class_area` of the map; default: the estimate's ``mapped_area``
+        (known when the strata are the map classes).
+    classes
+        Which classes to draw, in order (default: all).
+    size
+        Figure size in inches.
+    title
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One pair of bars per class: mapped area (hatched) and estimated area with its 95 %
+        interval as an error bar, in the Dynamic World colours for Dynamic World classes.
+
+    Examples
+    --------
+    >>> from dwcube.accuracy import estimate
+    >>> e = estimate([[45, 5], [3, 47]], {"loss": 100.0, "stable": 900.0}, classes=["loss", "stable"], unit="ha")
+    >>> fig = area_estimates(e)
+    >>> fig.axes[0].get_ylabel(), [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    ('area (ha)', ['mapped (pixel count)', 'estimated ± 95 %'])
+    """
+    _mpl()
+    from matplotlib.figure import Figure
+
+    est = _estimate_1d(estimate, "area_estimates")
+    names = [str(c) for c in (classes if classes is not None else est["class"].values)]
+    unknown = [c for c in names if c not in [str(v) for v in est["class"].values]]
+    if unknown:
+        raise ValueError(f"classes {unknown} are not in the estimate (it has {est['class'].values.tolist()})")
+    area = est.area.sel({"class": names}).values
+    half = est.area_ci95.sel({"class": names}).values
+    if mapped_area is None and "mapped_area" in est:
+        mapped_area = est.mapped_area
+    mapped = None
+    if mapped_area is not None:
+        have = [str(v) for v in mapped_area["class"].values]
+        mapped = np.array([float(mapped_area.sel({"class": c})) if c in have else np.nan for c in names])
+    fig = Figure(figsize=size)
+    ax = fig.subplots()
+    x = np.arange(len(names))
+    colors = [COLORS.get(c, "#4C72B0") for c in names]
+    width = 0.38 if mapped is not None else 0.6
+    if mapped is not None:
+        ax.bar(x - width / 2, mapped, width, color=colors, alpha=0.45, hatch="//", edgecolor="0.3",
+               label="mapped (pixel count)")
+    ax.bar(x + (width / 2 if mapped is not None else 0), area, width, color=colors, edgecolor="0.2",
+           yerr=half, capsize=3, error_kw={"elinewidth": 1}, label="estimated ± 95 %")
+    ax.set_xticks(x, [c.replace("_", " ") for c in names], rotation=30, ha="right", fontsize=8)
+    unit = est.area.attrs.get("units") or est.attrs.get("units") or ""
+    ax.set_ylabel(f"area ({unit})" if unit else "area")
+    ax.axhline(0, color="0.3", lw=0.6)
+    ax.legend(fontsize=8, frameon=False)
+    ax.tick_params(labelsize=8)
+    ax.set_title(title or "class areas: sample-based estimate vs pixel count", fontsize=9)
+    fig.subplots_adjust(left=0.14, right=0.98, top=0.9, bottom=0.28)
+    return fig

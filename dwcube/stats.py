@@ -59,6 +59,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+import odc.geo.xr  # noqa: F401 - registers .odc (used here) now that `import dwcube` is lazy
 import xarray as xr
 
 from .classes import CLASSES

@@ -364,8 +364,8 @@ def test_tree_evaluator_equals_lightgbm(shared: Path) -> None:
     x = np.concatenate([x, rng.uniform(0, 1.5, (2000, 10)), np.zeros((3, 10))])
     x[-1000:-900, 3] = np.nan
     x[-900:-800, rng.integers(0, 10)] = 0.0
-    want = lightgbm.Booster(model_file=str(C._model_path())).predict(x, num_threads=1)  # noqa: SLF001
-    got = TreeModel.from_text(C._model_path()).predict(x)  # noqa: SLF001
+    want = lightgbm.Booster(model_str=C._model_text()).predict(x, num_threads=1)  # noqa: SLF001
+    got = TreeModel.from_string(C._model_text()).predict(x)  # noqa: SLF001
     np.testing.assert_array_equal(got, want)
 
 
