@@ -499,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device", help="where the model runs (default: as recorded, usually auto)")
     up.add_argument("--scheduler", help="address of a dask.distributed scheduler (default: local threads)")
     up.add_argument("--json", action="store_true", help="machine-readable output")
-    up.add_argument("--no-progress", action="store_true")
+    up.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (for cron and logs)")
 
     rp = sub.add_parser("reprocess", help="classify an archive's history again with another model, as a new version")
     rp.add_argument("store", help="the archive")
@@ -511,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--device", help="where the model runs (default auto)")
     rp.add_argument("--scheduler", help="address of a dask.distributed scheduler (default: local threads)")
     rp.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer (default 0)")
-    rp.add_argument("--no-progress", action="store_true")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
     cp = sub.add_parser("compare", help="how two model versions of an archive differ (model change vs land change)")
     cp.add_argument("store", help="the archive")
