@@ -63,9 +63,34 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, lis
         yield root, items
 
 
-@pytest.fixture()
-def catalogue(series: tuple[Path, list], tmp_path: Path) -> Catalogue:
-    return Catalogue(series[1], tmp_path)
+@pytest.fixture(scope="module")
+def catalogue(series: tuple[Path, list]) -> Catalogue:
+    return Catalogue(series[1], series[0])
+
+
+@pytest.fixture(scope="module")
+def archives(catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Archives the tests copy: ``base3`` (3 dates, its products made), ``slow3`` (the same with a
+    slow model, for killing), ``whole5`` (5 dates written in one run, no update) and ``ref5``
+    (``base3`` updated once to 5 dates: the uninterrupted result)."""
+    root = tmp_path_factory.mktemp("archives")
+    out = {name: root / f"{name}.zarr" for name in ("base3", "slow3", "whole5", "ref5")}
+    with catalogue.serving(3) as api:
+        _create(out["base3"], api)
+        _create(out["slow3"], api, delay=DELAY)
+        for name in ("base3", "slow3"):
+            update_archive(out[name], alert_rule=RULE)  # nothing new: makes the products over 3 dates
+    shutil.copytree(out["base3"], out["ref5"])
+    with catalogue.serving(5) as api:
+        _create(out["whole5"], api)
+        update_archive(out["ref5"])
+    return out
+
+
+def _copy(archives: dict[str, Path], name: str, tmp_path: Path) -> Path:
+    store = tmp_path / "lulc.zarr"
+    shutil.copytree(archives[name], store)
+    return store
 
 
 def _create(store: Path, api: str, *, delay: float = 0.0, on_error: str = "raise") -> xr.DataArray:
@@ -114,33 +139,29 @@ def _assert_same_archive(a: Path, b: Path, model: str | None = "default") -> Non
 
 
 def test_update_appends_exactly_the_new_items_and_leaves_the_history_byte_identical(
-        catalogue: Catalogue, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    store, whole = tmp_path / "lulc.zarr", tmp_path / "whole.zarr"
-    with catalogue.serving(3) as api:
-        _create(store, api)
-        job = recorded_job(store)
-        assert job["load"]["catalog"] == api and job["load"]["collections"] == ["sentinel-2-l2a"]
-        assert job["classify"]["model"] == {"kind": "import", "target": "dwcube.testing:TINY_MODEL"}
-        assert job["classify"]["options"] == {"delay": 0.0}
+        catalogue: Catalogue, archives: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    store = _copy(archives, "base3", tmp_path)
+    job = recorded_job(store)
+    assert job["load"]["catalog"] == f"http://127.0.0.1:{catalogue.port}"
+    assert job["load"]["collections"] == ["sentinel-2-l2a"] and job["load"]["chunks"] == 32
+    assert job["classify"]["model"] == {"kind": "import", "target": "dwcube.testing:TINY_MODEL"}
+    assert job["classify"]["options"] == {"delay": 0.0}
     history = _date_chunks(store, 3)
     assert len(history) == 3 * 9 * 5  # 3 dates × 9 blocks × 5 layers
-    with catalogue.serving(5) as api:
-        _create(whole, api)  # the reference: all five dates in one run
+    with catalogue.serving(5):
         assert main(["update", str(store), "--no-progress"]) == 0
         out = capsys.readouterr().out
         assert "2 new item(s)" in out and "appended 2 date(s)" in out
+        before = _files(store)
+        assert main(["update", str(store), "--no-progress"]) == 0  # again: nothing new
+        assert "nothing new in the catalogue; nothing written" in capsys.readouterr().out
         report = update_archive(store)
         assert report.nothing_new and report.new_items == []
-        assert main(["update", str(store), "--no-progress"]) == 0
-        assert "nothing new in the catalogue; nothing written" in capsys.readouterr().out
-        before = _files(store)
-        assert update_archive(store).nothing_new
     assert _files(store) == before  # not one byte, not one mtime
     assert _date_chunks(store, 3) == history  # the first three dates: the same files, never rewritten
-    ds = open_archive(store)
-    assert list(ds.item_id.values) == [it.id for it in catalogue.items[:5]]
-    x, y = ds.load(), open_archive(whole).load()
-    for name in y.variables:  # the five dates as one run over all of them would store them
+    x, y = open_archive(store).load(), open_archive(archives["whole5"]).load()
+    assert list(x.item_id.values) == [it.id for it in catalogue.items[:5]]
+    for name in y.variables:  # the five dates as one run over all of them stores them
         np.testing.assert_array_equal(x[name].values, y[name].values, err_msg=name)
     table = date_provenance(store)
     assert list(table.item_id) == [it.id for it in catalogue.items[:5]]
@@ -163,19 +184,11 @@ def test_an_archive_whose_load_cannot_be_repeated_is_refused_clearly(tmp_path: P
 
 
 def test_filter_state_and_alerts_after_two_updates_equal_one_run_over_all_dates(
-        catalogue: Catalogue, tmp_path: Path) -> None:
-    store, once = tmp_path / "lulc.zarr", tmp_path / "once.zarr"
-    with catalogue.serving(3) as api:
-        _create(store, api)
-        _create(once, api)
-        first = update_archive(store, alert_rule=RULE)  # nothing new: creates the products over 3 dates
-        assert first.versions[0].nrt_dates == 3 and first.versions[0].nrt_restarted
-        update_archive(once, alert_rule=RULE, until="2024-05-22")
-    with catalogue.serving(5) as api:
-        assert update_archive(store).versions[0].nrt_dates == 2
-    with catalogue.serving(7) as api:
-        assert update_archive(store).versions[0].nrt_dates == 2
-        update_archive(once)  # the other archive: one update over the four new dates
+        catalogue: Catalogue, archives: dict[str, Path], tmp_path: Path) -> None:
+    store = _copy(archives, "base3", tmp_path)
+    for n in (5, 7):
+        with catalogue.serving(n):
+            assert update_archive(store).versions[0].nrt_dates == 2
     prob = open_archive(store).probability
     assert prob.sizes["time"] == 7
     filtered, state = filter_update(prob)  # filter_update run once over all dates
@@ -187,9 +200,6 @@ def test_filter_state_and_alerts_after_two_updates_equal_one_run_over_all_dates(
     assert int(alerts.change_date.notnull().sum()) >= 50  # the clearing is found
     for var in alerts.data_vars:
         np.testing.assert_array_equal(products["alerts"][var].values, alerts[var].values, err_msg=var)
-    once_products, _ = open_products(once)
-    for var in alerts.data_vars:
-        np.testing.assert_array_equal(once_products["alerts"][var].values, alerts[var].values, err_msg=var)
     reported = products["alerts"].reported.values
     found = alerts.change_date.notnull().values
     assert set(np.unique(reported[found]).astype("datetime64[D]").astype(str)) <= {"2024-06-10", "2024-06-30"}
@@ -197,22 +207,18 @@ def test_filter_state_and_alerts_after_two_updates_equal_one_run_over_all_dates(
     assert (reported[found] >= alerts.change_date.values[found]).all()  # reported once seen, never before
 
 
-def test_products_left_behind_by_an_update_catch_up_from_the_archive(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_products_left_behind_by_an_update_catch_up_from_the_archive(
+        catalogue: Catalogue, archives: dict[str, Path], tmp_path: Path) -> None:
     """An update that wrote its dates but not its products (killed in between, or --no-nrt) is
     followed by one that feeds the products those dates, reading only them."""
-    store, ref = tmp_path / "lulc.zarr", tmp_path / "ref.zarr"
-    with catalogue.serving(3) as api:
-        _create(store, api)
-        update_archive(store, alert_rule=RULE)
-        shutil.copytree(store, ref)
-    with catalogue.serving(5) as api:
+    store = _copy(archives, "base3", tmp_path)
+    with catalogue.serving(5):
         behind = update_archive(store, nrt=False)
         assert behind.versions[0].written and not behind.versions[0].nrt_dates
         assert open_products(store)[1]["last_date"].startswith("2024-05-21")
         caught = update_archive(store)
         assert caught.new_items == [] and caught.versions[0].nrt_dates == 2 and not caught.versions[0].written
-        update_archive(ref)
-    _assert_same_archive(store, ref)
+    _assert_same_archive(store, archives["ref5"])
 
 
 # -- killed and concurrent updates: real processes ---------------------------------------------
@@ -231,15 +237,11 @@ def _wait_for(predicate, what: str, timeout: float = 180.0) -> None:
         time.sleep(0.01)
 
 
-def test_a_killed_update_resumes_to_the_uninterrupted_result(catalogue: Catalogue, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture) -> None:
-    store, ref = tmp_path / "lulc.zarr", tmp_path / "ref.zarr"
-    with catalogue.serving(3) as api:
-        _create(store, api, delay=DELAY)
-        update_archive(store, alert_rule=RULE)
-        shutil.copytree(store, ref)
-        history = _date_chunks(store, 3)
-    with catalogue.serving(5) as api:
+def test_a_killed_update_resumes_to_the_uninterrupted_result(catalogue: Catalogue, archives: dict[str, Path],
+                                                             tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    store = _copy(archives, "slow3", tmp_path)
+    history = _date_chunks(store, 3)
+    with catalogue.serving(5):
         proc = subprocess.Popen([sys.executable, "-m", "dwcube", "update", str(store), "--no-progress"], env=_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
@@ -255,32 +257,26 @@ def test_a_killed_update_resumes_to_the_uninterrupted_result(catalogue: Catalogu
         assert len(archive_info(store)["pending"]) == 2
         with pytest.warns(IncompleteArchiveWarning):
             assert open_archive(store).sizes["time"] == 3
-        report = update_archive(store)  # the killed one's lock is gone with it
+        report = update_archive(store)  # the killed one's lock went with it
         assert report.versions[0].blocks_resumed >= done - 1
         assert report.versions[0].written == [f"{d}T10:00:00.000000" for d in DATES[3:5]]
-        update_archive(ref)
     assert _date_chunks(store, 3) == history
-    _assert_same_archive(store, ref)
+    _assert_same_archive(store, archives["ref5"])  # the model's delay changes no number
     assert check_archive(store).ok and not list(store.rglob("*.partial"))
 
 
-def test_two_updates_started_at_once_end_as_one_update(catalogue: Catalogue, tmp_path: Path) -> None:
-    store, ref = tmp_path / "lulc.zarr", tmp_path / "ref.zarr"
-    with catalogue.serving(3) as api:
-        _create(store, api, delay=0.1)
-        update_archive(store, alert_rule=RULE)
-        shutil.copytree(store, ref)
-    with catalogue.serving(5) as api:
+def test_two_updates_started_at_once_end_as_one_update(catalogue: Catalogue, archives: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    store = _copy(archives, "base3", tmp_path)
+    with catalogue.serving(5):
         cmd = [sys.executable, "-m", "dwcube", "update", str(store), "--wait", "300", "--no-progress"]
         procs = [subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]
         outs = [p.communicate(timeout=300) for p in procs]
-        assert [p.returncode for p in procs] == [0, 0], outs
-        said = sorted("appended 2 date(s)" in o for o, _ in outs)
-        assert said == [False, True], outs  # one did the work, the other found it done
-        assert any("nothing written" in o for o, _ in outs)
-        update_archive(ref)
-    _assert_same_archive(store, ref)
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert sorted("appended 2 date(s)" in o for o, _ in outs) == [False, True], outs  # one did it, one found it done
+    assert any("nothing written" in o for o, _ in outs)
+    _assert_same_archive(store, archives["ref5"])
     assert not Path(f"{store}.lock").exists()
 
 
