@@ -993,7 +993,8 @@ def write_archive(
         replace whatever is there.
     encoding
         Storage precision, chunking and layers (default :class:`ArchiveEncoding`); an
-        existing archive keeps its own, and a different one is refused.
+        existing archive keeps its own, and a different one is refused; a new model
+        version (``group=``) takes the archive's unless given.
     progress
         Show a one-line progress bar (blocks written) on stderr.
     wave_blocks
@@ -1053,9 +1054,11 @@ def write_archive(
     ...     (len(report.written), len(again.skipped), open_archive(d + "/lulc.zarr").sizes["time"])
     (2, 2, 2)
     """
-    enc = encoding or ArchiveEncoding()
     _check_cube(probability)
     path = _store_path(store)
+    if encoding is None and group is not None:  # a new model version takes the archive's own layout
+        encoding = _root_encoding(path)
+    enc = encoding or ArchiveEncoding()
     fp = _fingerprint(probability, enc)
     gpath = _group_path(path, group)
     if group is not None and mode != "a":
@@ -1073,6 +1076,15 @@ def write_archive(
         if group is not None and (report.written or report.blocks):
             _consolidate(path)  # the store's view of its versions (xr.open_zarr(store, group=...))
         return report
+
+
+def _root_encoding(path: str) -> ArchiveEncoding | None:
+    """The encoding of an archive's first version (``None`` when there is no archive yet)."""
+    try:
+        e = dict(zarr.open_group(path, mode="r", zarr_format=3, use_consolidated=False).attrs["dwcube_archive"])["encoding"]
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        return None
+    return ArchiveEncoding(precision=e["precision"], chunk=int(e["chunk"]), layers=tuple(e["layers"]))
 
 
 def _group_parts(group: str) -> list[str]:

@@ -237,6 +237,7 @@ def _wait_for(predicate, what: str, timeout: float = 180.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_a_killed_update_resumes_to_the_uninterrupted_result(catalogue: Catalogue, archives: dict[str, Path],
                                                              tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     store = _copy(archives, "slow3", tmp_path)
@@ -265,6 +266,7 @@ def test_a_killed_update_resumes_to_the_uninterrupted_result(catalogue: Catalogu
     assert check_archive(store).ok and not list(store.rglob("*.partial"))
 
 
+@pytest.mark.slow
 def test_two_updates_started_at_once_end_as_one_update(catalogue: Catalogue, archives: dict[str, Path],
                                                        tmp_path: Path) -> None:
     store = _copy(archives, "base3", tmp_path)
@@ -280,6 +282,7 @@ def test_two_updates_started_at_once_end_as_one_update(catalogue: Catalogue, arc
     assert not Path(f"{store}.lock").exists()
 
 
+@pytest.mark.slow
 def test_dates_that_failed_reads_left_incomplete_are_rewritten_once_they_read(tmp_path: Path) -> None:
     root = tmp_path / "served"
     with T.serve_directory(root) as (url, _):
@@ -309,3 +312,18 @@ def test_dates_that_failed_reads_left_incomplete_are_rewritten_once_they_read(tm
     for name in ("probability", "label", "margin"):
         np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
     assert check_archive(store).ok
+
+
+def test_a_new_model_version_takes_the_archives_layout(tmp_path: Path) -> None:
+    cube = T.synthetic_cube(40, 2)
+    store = tmp_path / "a.zarr"
+    write_archive(dwcube.classify(cube, T.TINY_MODEL, device="cpu"), store,
+                  encoding=ArchiveEncoding(chunk=16, precision="uint8", layers=("label",)))
+    write_archive(dwcube.classify(cube, T.TINY_MODEL_V2, device="cpu"), store, group="versions/tiny-test==1")
+    chunks = [json.loads((store / g / "probability" / "zarr.json").read_text())["chunk_grid"]["configuration"]
+              ["chunk_shape"] for g in (".", "versions/tiny-test==1")]
+    assert chunks[0] == chunks[1] == [1, 9, 16, 16]
+    info = archive_info(store)
+    assert [v["key"] for v in info["versions"]] == ["tiny-test==0", "tiny-test==1"]
+    new = open_archive(store, model="tiny-test==1")
+    assert sorted(new.data_vars) == sorted(open_archive(store, model="default").data_vars) == ["label", "probability"]
