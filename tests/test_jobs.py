@@ -166,6 +166,7 @@ def test_update_appends_exactly_the_new_items_and_leaves_the_history_byte_identi
     table = date_provenance(store)
     assert list(table.item_id) == [it.id for it in catalogue.items[:5]]
     assert list(table.processing_baseline) == ["04.00"] * 5 and table.classified.notna().all()
+    assert list(table.cloud_cover.round(1)) == [0.0] * 4 + [round(100 * 20 * 28 / 48**2, 1)]  # the fifth is cloudy
     assert table.dwcube_version.tolist() == [dwcube.__version__] * 5
     assert check_archive(store).ok
 
