@@ -19,6 +19,10 @@ classify, label, confidence
     cache, GPU when present); its label and confidence layers.
 write_archive, open_archive, archive_info, check_archive, export_cog
     Zarr v3 archives of probability cubes: create, append dates, resume, read with CRS.
+update_archive, reprocess, compare_versions
+    Archives that keep themselves current: new scenes appended with the recorded
+    settings (filter state and change alerts kept current), the history classified
+    again by a new model version beside the old, and how two versions differ.
 smooth, filter_update, TransitionModel, flicker
     Temporally consistent probabilities (hidden-Markov smoothing, near-real-time
     filtering) and the flicker of a label series.
@@ -120,6 +124,7 @@ _LAZY = {
     "write_archive": "archive", "open_archive": "archive", "archive_info": "archive",
     "ArchiveEncoding": "archive", "ArchiveError": "archive", "ArchiveMismatchError": "archive",
     "check_archive": "archive", "ArchiveIntegrityError": "archive", "export_cog": "export",
+    "update_archive": "jobs", "reprocess": "jobs", "compare_versions": "jobs",
     "smooth": "temporal", "filter_update": "temporal", "TransitionModel": "temporal", "flicker": "temporal",
     "changes": "change",
     "composite": "composite",
@@ -178,6 +183,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from .elevation import load_dem
     from .inference import classify
     from .inputs import Feature, InputSpec, model_inputs
+    from .jobs import compare_versions, reprocess, update_archive
     from .load import AssetError, load
     from .probability import confidence, label
     from .sensors import MaskSpec, SensorError, UnknownBandError

@@ -89,6 +89,7 @@ import datetime as dt
 import json
 import os
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -120,6 +121,14 @@ __all__ = [
     "ArchiveWrite",
     "IncompleteArchiveWarning",
     "archive_info",
+    "archive_lock",
+    "archive_versions",
+    "resolve_version",
+    "version_key",
+    "INCOMPLETE_ATTR",
+    "write_products",
+    "open_products",
+    "update_attrs",
     "check_archive",
     "format_info",
     "open_archive",
@@ -141,6 +150,8 @@ RESUME_TOLERANCE = 0.02
 _INPUT_KEYS = ("sensor", "product_level", "radiometry", "corrections", "mask", "harmonization", "out_of_domain")
 _LOCK_SUFFIX = ".lock"
 _TIME_CHUNK = 1024  # dates per chunk of the per-date coordinates
+#: Attribute naming the dates whose inputs failed to read (``on_error="nan"``): date → failures.
+INCOMPLETE_ATTR = "dwcube_incomplete"
 _PROGRESS = "_progress"
 
 
@@ -648,9 +659,17 @@ def _holder(fd: int) -> str:
     return f"process {info.get('pid')} on host {info.get('host')} (since {info.get('started')})"
 
 
+#: Locks this process holds: lock file → (thread id, depth), so that a job holding an archive's
+#: lock (``dwcube update``) can call :func:`write_archive` on it from the same thread.
+_HELD: dict[str, list[int]] = {}
+_HELD_GUARD = threading.Lock()
+
+
 @contextlib.contextmanager
 def _write_lock(path: str, wait: float) -> Iterator[None]:
-    """Hold the archive's exclusive write lock for the ``with`` block (see the module docstring)."""
+    """Hold the archive's exclusive write lock for the ``with`` block (see the module docstring).
+
+    Re-entrant in the thread that holds it; any other thread or process is refused (or waits)."""
     if not _is_local(path):
         warnings.warn(f"{path}: a store given as a URL cannot be locked; make sure that only one process "
                       "writes it at a time", UserWarning, stacklevel=4)
@@ -659,6 +678,19 @@ def _write_lock(path: str, wait: float) -> Iterator[None]:
     import fcntl
 
     lock = _lock_path(path)
+    key = os.path.abspath(lock)
+    me = threading.get_ident()
+    with _HELD_GUARD:
+        held = _HELD.get(key)
+        if held is not None and held[0] == me:
+            held[1] += 1
+    if held is not None and held[0] == me:
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                held[1] -= 1
+        return
     lock.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + max(0.0, wait)
     while True:
@@ -683,6 +715,8 @@ def _write_lock(path: str, wait: float) -> Iterator[None]:
         if same:
             break
         os.close(fd)
+    with _HELD_GUARD:
+        _HELD[key] = [me, 1]
     try:
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
@@ -690,9 +724,38 @@ def _write_lock(path: str, wait: float) -> Iterator[None]:
         os.pwrite(fd, json.dumps(info).encode(), 0)
         yield
     finally:
+        with _HELD_GUARD:
+            _HELD.pop(key, None)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock)  # while still holding it; see the inode check above
         os.close(fd)
+
+
+@contextlib.contextmanager
+def archive_lock(store: str | os.PathLike[str], *, wait: float = 0.0) -> Iterator[None]:
+    """Hold an archive's write lock (``STORE.lock``) for a whole job of several writes.
+
+    :func:`write_archive` takes the same lock for each write; inside this block, in the
+    same thread, it is already held and the writes go through, while other processes
+    (and other threads) are refused with :class:`ArchiveBusyError` or wait ``wait``
+    seconds, exactly as for a single write.  :func:`dwcube.jobs.update_archive` holds it
+    from its search of the catalogue to its last product, so two updates never
+    interleave.
+
+    Examples
+    --------
+    >>> from dwcube.inference import classify
+    >>> from dwcube.testing import TINY_MODEL, synthetic_cube
+    >>> import tempfile
+    >>> prob = classify(synthetic_cube(32, 3), TINY_MODEL, device="cpu")
+    >>> with tempfile.TemporaryDirectory() as d, archive_lock(d + "/a.zarr"):
+    ...     a = write_archive(prob.isel(time=[0]), d + "/a.zarr")
+    ...     b = write_archive(prob.isel(time=[1, 2]), d + "/a.zarr")
+    ...     len(a.written) + len(b.written)
+    3
+    """
+    with _write_lock(_store_path(store), wait):
+        yield
 
 
 # -- layers of one block ----------------------------------------------------------------------
@@ -814,7 +877,7 @@ def _extend(group: zarr.Group, template: xr.Dataset, start: int) -> None:
                 else values.astype(arr.dtype)
 
 
-def _remove_partials(path: str, group: zarr.Group, times: range) -> int:
+def _remove_partials(path: str, group: zarr.Group, times: Sequence[int]) -> int:
     """Remove the temporary ``*.partial`` files (Zarr's local store writes a chunk or metadata
     file to one and renames it) that a killed write left, for the dates ``times``."""
     if not _is_local(path):
@@ -840,14 +903,16 @@ def _rechunked(cube: xr.DataArray, c: int) -> da.Array:
     return data.rechunk((1, -1, c, c))
 
 
-def _verify_resume(path: str, group: zarr.Group, data: da.Array, pending: np.ndarray, start: int,
+def _verify_resume(path: str, group: zarr.Group, data: da.Array, pending: np.ndarray, slots: Sequence[int],
                    enc: ArchiveEncoding, shape: tuple[int, int, int], ny: int, nx: int) -> None:
-    """Recompute one block the interrupted job finished and compare it with what it stored."""
-    done = _done_blocks(group, shape)[start:start + len(pending)]
+    """Recompute one block the interrupted job finished and compare it with what it stored
+    (``slots``: the time index of each pending date)."""
+    done_all = _done_blocks(group, shape)
+    done = done_all[list(slots)]
     c = enc.chunk
     chosen = None
     for ti, yi, xi in list(zip(*np.nonzero(done), strict=True))[:16]:  # prefer a block holding data
-        sl = (start + ti, slice(None), slice(yi * c, min(ny, (yi + 1) * c)), slice(xi * c, min(nx, (xi + 1) * c)))
+        sl = (slots[ti], slice(None), slice(yi * c, min(ny, (yi + 1) * c)), slice(xi * c, min(nx, (xi + 1) * c)))
         stored = np.asarray(group["probability"][sl])
         chosen = chosen or (ti, yi, xi, stored)
         if np.isfinite(stored).any():
@@ -876,6 +941,32 @@ def _verify_resume(path: str, group: zarr.Group, data: da.Array, pending: np.nda
             "cube to a new archive")
 
 
+def _job_record(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """How the cube was made, from its ``load_parameters`` and ``classify_parameters`` attrs
+    (:func:`dwcube.load`, :func:`dwcube.classify`): what :mod:`dwcube.jobs` repeats."""
+    out: dict[str, Any] = {}
+    for key, name in (("load_parameters", "load"), ("classify_parameters", "classify")):
+        value = attrs.get(key)
+        if value:
+            out[name] = json.loads(value) if isinstance(value, str) else _jsonable(value)
+    return out
+
+
+def version_key(model: str, model_version: str | None) -> str:
+    """The name of a model version inside an archive: ``NAME==VERSION``.
+
+    Examples
+    --------
+    >>> version_key("unet", "1.0.0")
+    'unet==1.0.0'
+    """
+    key = f"{model}=={model_version}" if model_version else str(model)
+    bad = sorted({ch for ch in key if ch in '/\\:*?"<>|' or ch.isspace()})
+    if bad:
+        raise ArchiveError(f"model name/version {key!r} has characters that cannot name a group ({bad})")
+    return key
+
+
 def write_archive(
     probability: xr.DataArray,
     store: str | os.PathLike[str],
@@ -885,6 +976,8 @@ def write_archive(
     progress: bool = False,
     wave_blocks: int | None = None,
     wait: float = 0.0,
+    group: str | None = None,
+    replace: bool = False,
 ) -> ArchiveWrite:
     """Compute a probability cube and store it (with its label and confidence) in a Zarr archive.
 
@@ -900,7 +993,8 @@ def write_archive(
         replace whatever is there.
     encoding
         Storage precision, chunking and layers (default :class:`ArchiveEncoding`); an
-        existing archive keeps its own, and a different one is refused.
+        existing archive keeps its own, and a different one is refused; a new model
+        version (``group=``) takes the archive's unless given.
     progress
         Show a one-line progress bar (blocks written) on stderr.
     wave_blocks
@@ -911,6 +1005,15 @@ def write_archive(
     wait
         Seconds to wait for another process's write of the same store to finish (default
         0: refuse at once).
+    group
+        Write another model version of an existing archive: the group inside the store
+        (``"versions/NAME==VERSION"``, see :func:`version_key`), created on first write,
+        appended and resumed like the archive itself; the archive's own (first) version
+        and every other group are left untouched.  The lock is the store's.
+    replace
+        Rewrite dates the archive already holds (every date of the cube must be stored,
+        with the same item ids) in place, e.g. dates that failed reads left incomplete;
+        resumable like an append.  Readers see those dates while they are rewritten.
 
     Returns
     -------
@@ -930,6 +1033,15 @@ def write_archive(
         When new dates would go before the archive's last date, when an unfinished
         write's dates are missing from the cube, or when ``mode="w-"`` finds a store.
 
+    Notes
+    -----
+    The archive also keeps how the cube was made (``attrs["dwcube_job"]``: the
+    arguments of :func:`dwcube.load` and :func:`dwcube.classify` that the cube records),
+    from which :func:`dwcube.jobs.update_archive` loads and classifies new dates, a
+    record per write (``attrs["dwcube_writes"]``: its dates, the dwcube version, when
+    it finished), and the dates whose reads failed (``load(..., on_error="nan")``:
+    ``attrs["dwcube_incomplete"]``, date → failures; a later write of the date clears it).
+
     Examples
     --------
     >>> from dwcube.inference import classify
@@ -942,16 +1054,53 @@ def write_archive(
     ...     (len(report.written), len(again.skipped), open_archive(d + "/lulc.zarr").sizes["time"])
     (2, 2, 2)
     """
-    enc = encoding or ArchiveEncoding()
     _check_cube(probability)
     path = _store_path(store)
+    if encoding is None and group is not None:  # a new model version takes the archive's own layout
+        encoding = _root_encoding(path)
+    enc = encoding or ArchiveEncoding()
     fp = _fingerprint(probability, enc)
+    gpath = _group_path(path, group)
+    if group is not None and mode != "a":
+        raise ArchiveError(f"a model version (group={group!r}) is written with mode='a' only, got mode={mode!r}")
     with _write_lock(path, wait):
-        return _write_locked(probability, path, mode, enc, encoding is None, fp, progress, wave_blocks)
+        if group is not None:
+            _archive_group(path)  # the archive must exist before it holds another version
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                parent = zarr.open_group(path, mode="r+", zarr_format=3, use_consolidated=False)
+                for part in _group_parts(group)[:-1]:
+                    parent = parent.require_group(part)
+        report = _write_locked(probability, gpath, mode, enc, encoding is None, fp, progress, wave_blocks, replace,
+                               is_version=group is not None)
+        if group is not None and (report.written or report.blocks):
+            _consolidate(path)  # the store's view of its versions (xr.open_zarr(store, group=...))
+        return report
+
+
+def _root_encoding(path: str) -> ArchiveEncoding | None:
+    """The encoding of an archive's first version (``None`` when there is no archive yet)."""
+    try:
+        e = dict(zarr.open_group(path, mode="r", zarr_format=3, use_consolidated=False).attrs["dwcube_archive"])["encoding"]
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        return None
+    return ArchiveEncoding(precision=e["precision"], chunk=int(e["chunk"]), layers=tuple(e["layers"]))
+
+
+def _group_parts(group: str) -> list[str]:
+    parts = [p for p in group.strip("/").split("/") if p]
+    if not parts or any(p in (".", "..") or p.startswith("_") for p in parts):
+        raise ArchiveError(f"not a group path for a model version: {group!r}")
+    return parts
+
+
+def _group_path(path: str, group: str | None) -> str:
+    return path if group is None else path.rstrip("/") + "/" + "/".join(_group_parts(group))
 
 
 def _write_locked(probability: xr.DataArray, path: str, mode: str, enc: ArchiveEncoding, default_encoding: bool,
-                  fp: dict[str, Any], progress: bool, wave_blocks: int | None) -> ArchiveWrite:
+                  fp: dict[str, Any], progress: bool, wave_blocks: int | None, replace: bool = False,
+                  is_version: bool = False) -> ArchiveWrite:
     ydim, xdim = probability.dims[2], probability.dims[3]
     report = ArchiveWrite(store=path)
     requested = probability["time"].values.astype("datetime64[us]")
@@ -966,7 +1115,10 @@ def _write_locked(probability: xr.DataArray, path: str, mode: str, enc: ArchiveE
             group = None  # an empty group: nothing to lose
         else:
             raise ArchiveError(f"{path} holds data but is not a dwcube archive; refusing to write into it")
+    if group is None and replace:
+        raise ArchiveError(f"there is no archive at {path} whose dates could be replaced")
 
+    slots: list[int]
     if group is not None:
         old_fp = dict(group.attrs["dwcube_archive"])  # type: ignore[arg-type]
         if old_fp.get("format") != FORMAT_VERSION:
@@ -989,6 +1141,11 @@ def _write_locked(probability: xr.DataArray, path: str, mode: str, enc: ArchiveE
         pending = np.array(pending_iso, dtype="datetime64[us]")
         n_complete = int(pending_attr.get("start", len(stored)))
         complete = stored[:n_complete]
+        pending_replace = pending_attr.get("replace")
+        if pending.size and bool(pending_replace) != replace:
+            what = "rewrite of stored dates" if pending_replace else "append"
+            raise ArchiveError(f"{path} has an unfinished {what} of {len(pending)} date(s) ({pending_iso[0]} … "
+                               f"{pending_iso[-1]}); rerun it (replace={bool(pending_replace)}) to finish it first")
         missing_pending = np.setdiff1d(pending, requested)
         if missing_pending.size:
             raise ArchiveError(f"{path} has an unfinished write of {len(pending)} date(s) "
@@ -1004,69 +1161,91 @@ def _write_locked(probability: xr.DataArray, path: str, mode: str, enc: ArchiveE
                         f"cannot resume the unfinished write of {len(pending)} date(s) in {path}: this is not the "
                         f"interrupted job ({'; '.join(jd)}). Rerun that job to finish it, or write this cube to a "
                         "new archive")
-        report.skipped = _iso(np.intersect1d(requested, complete))
-        new = np.setdiff1d(requested, np.concatenate([complete, pending]))
-        if new.size and complete.size and new.min() <= complete.max():
-            early = _iso(new[new <= complete.max()])
-            raise ArchiveError(f"dates {early} are earlier than the archive's last date {_iso(complete[-1:])[0]}; "
-                               "archives grow forward in time (write them to a new archive)")
-        targets = np.concatenate([pending, new])
         start = n_complete
+        if replace:
+            absent = np.setdiff1d(requested, complete)
+            if absent.size:
+                raise ArchiveError(f"replace=True rewrites stored dates only; {path} does not hold {_iso(absent)} "
+                                   "(append new dates with replace=False)")
+            targets = requested
+            slots = [int(i) for i in np.searchsorted(complete, targets)]
+            _check_same_items(path, sgroup, probability, slots)
+        else:
+            report.skipped = _iso(np.intersect1d(requested, complete))
+            new = np.setdiff1d(requested, np.concatenate([complete, pending]))
+            if new.size and complete.size and new.min() <= complete.max():
+                early = _iso(new[new <= complete.max()])
+                raise ArchiveError(f"dates {early} are earlier than the archive's last date "
+                                   f"{_iso(complete[-1:])[0]}; archives grow forward in time (write them to a new "
+                                   "archive)")
+            targets = np.concatenate([pending, new])
+            slots = list(range(start, start + len(targets)))
     else:
         targets = requested
         start = 0
         pending = np.array([], dtype="datetime64[us]")
+        slots = list(range(len(targets)))
     if targets.size == 0:
-        _consolidate(path)  # a killed write may have left the consolidated copy behind
+        if group is not None:
+            _consolidate(path)  # a killed write may have left the consolidated copy behind
         return report
 
     cube = probability.sel(time=targets.astype(probability["time"].dtype))
     template, encoding_map = _template(cube, enc)
     pending_attr = {"dates": _iso(targets), "start": start, "job": _job(cube)}
+    if replace:
+        pending_attr["replace"] = slots
     c = enc.chunk
     ny, nx = cube.sizes[ydim], cube.sizes[xdim]
     nyc, nxc = -(-ny // c), -(-nx // c)
-    total = start + len(targets)
+    total = start if replace else start + len(targets)
     data = _rechunked(cube, c)
+    record = _job_record(probability.attrs)
     if group is None:
         template.attrs = {"Conventions": "CF-1.8", "title": "dwcube land-cover probability archive",
                           "dwcube_archive": fp, "dwcube_pending": pending_attr, "dwcube_writes": [],
+                          **({"dwcube_job": record} if record else {}),
+                          **({"dwcube_version_created": dt.datetime.now(dt.timezone.utc).isoformat(
+                              timespec="microseconds")} if is_version else {}),
                           **{k: v for k, v in probability.attrs.items() if k in ("sensor", "product_level")}}
         template.to_zarr(path, mode="w", zarr_format=3, consolidated=False, compute=False, encoding=encoding_map,
                          write_empty_chunks=True)
     else:
         if pending.size:
             agroup = zarr.open_group(path, mode="r", zarr_format=3, use_consolidated=False)
-            _verify_resume(path, agroup, data, pending, start, enc, (total, nyc, nxc), ny, nx)
-            report.partials_removed = _remove_partials(path, agroup, range(start, start + len(pending)))
+            _verify_resume(path, agroup, data, pending, slots[:len(pending)], enc,
+                           (max(total, slots[-1] + 1), nyc, nxc), ny, nx)
+            report.partials_removed = _remove_partials(path, agroup, sorted(set(slots[:len(pending)])))
         # through the consolidated view, so that plain readers keep the last finished write's metadata
         root = zarr.open_group(path, mode="r+", zarr_format=3)
         root.attrs["dwcube_pending"] = pending_attr  # recorded before any array grows
-        _extend(zarr.open_group(path, mode="r+", zarr_format=3, use_consolidated=False), template, start)
+        if not replace:
+            _extend(zarr.open_group(path, mode="r+", zarr_format=3, use_consolidated=False), template, start)
     agroup = zarr.open_group(path, mode="r+", zarr_format=3, use_consolidated=False)
 
-    _ensure_progress(agroup, (total, nyc, nxc))
-    done = _done_blocks(agroup, (total, nyc, nxc))
+    shape = (max(total, slots[-1] + 1), nyc, nxc)
+    _ensure_progress(agroup, shape)
+    done = _done_blocks(agroup, shape)
     blocks = data.to_delayed()
     tasks, waves = [], []
     rows_per_wave = max(1, -(-(wave_blocks or 2 * scheduler_threads()) // nxc))
-    for ti in range(len(targets)):
+    for ti, slot in enumerate(slots):
         for yi in range(nyc):
             for xi in range(nxc):
-                index = (start + ti, yi, xi)
+                index = (slot, yi, xi)
                 if done[index]:
                     report.blocks_resumed += 1
                     continue
                 ys = (yi * c, min(ny, (yi + 1) * c))
                 xs = (xi * c, min(nx, (xi + 1) * c))
                 tasks.append(dask.delayed(_write_block, pure=False)(
-                    blocks[ti, 0, yi, xi], path, start + ti, ys, xs, index, enc,
-                    dask_key_name=f"write-archive-{start + ti}-{yi}-{xi}-{dask.base.tokenize(path, index)}"))
+                    blocks[ti, 0, yi, xi], path, slot, ys, xs, index, enc,
+                    dask_key_name=f"write-archive-{slot}-{yi}-{xi}-{dask.base.tokenize(path, index)}"))
                 waves.append((ti * nyc + yi) // rows_per_wave)  # rows in (date, y) order
     report.blocks = len(tasks)
     compute_in_waves(tasks, waves, progress=progress, label="writing archive")
     agroup = zarr.open_group(path, mode="r+", zarr_format=3, use_consolidated=False)
-    if not _done_blocks(agroup, (total, nyc, nxc))[start:].all():  # pragma: no cover - a task lied
+    if not _done_blocks(agroup, shape)[slots].all():  # pragma: no cover - a task lied
         raise ArchiveError(f"{path}: some blocks were not marked done; rerun the write to resume it")
     if _PROGRESS in agroup:
         del agroup[_PROGRESS]
@@ -1075,14 +1254,53 @@ def _write_locked(probability: xr.DataArray, path: str, mode: str, enc: ArchiveE
     attrs.pop("dwcube_pending", None)
     from . import __version__
 
-    attrs["dwcube_writes"] = [*attrs.get("dwcube_writes", []), {  # type: ignore[misc]
+    entry: dict[str, Any] = {
         "dates": [_iso(targets[:1])[0], _iso(targets[-1:])[0]], "count": len(targets), "inputs": job["inputs"],
         "dwcube_version": __version__,
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}]
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    if replace:
+        entry["replaced"] = _iso(targets)
+    attrs["dwcube_writes"] = [*attrs.get("dwcube_writes", []), entry]  # type: ignore[misc]
+    incomplete = {d: f for d, f in dict(attrs.get(INCOMPLETE_ATTR) or {}).items() if d not in _iso(targets)}
+    incomplete.update(_failures_by_date(cube))
+    if incomplete:
+        attrs[INCOMPLETE_ATTR] = incomplete
+    else:
+        attrs.pop(INCOMPLETE_ATTR, None)
+    if record:
+        attrs["dwcube_job"] = record
     root.attrs.put(attrs)
     _consolidate(path)
     report.written = _iso(targets)
     return report
+
+
+def _failures_by_date(cube: xr.DataArray) -> dict[str, list[str]]:
+    """The reads of the cube's inputs that failed (``load(..., on_error="nan")``), by date (ISO)."""
+    from .reads import read_failures
+
+    if "item_id" not in cube.coords:
+        return {}
+    fails = read_failures(cube)
+    out: dict[str, list[str]] = {}
+    for t, ids in zip(cube["time"].values, cube["item_id"].values, strict=True):
+        mine = [f for f in fails if f.split("/", 1)[0] in str(ids).split(",")]
+        if mine:
+            out[_iso([t])[0]] = mine
+    return out
+
+
+def _check_same_items(path: str, sgroup: zarr.Group, probability: xr.DataArray, slots: Sequence[int]) -> None:
+    """A rewrite must be of the same scenes: the stored ``item_id`` of each date equals the cube's."""
+    if "item_id" not in sgroup or "item_id" not in probability.coords:
+        return
+    stored = np.asarray(sgroup["item_id"][...])
+    for slot, (t, new) in zip(slots, zip(probability["time"].values, probability["item_id"].values, strict=True),
+                              strict=True):
+        if str(stored[slot]) != str(new):
+            raise ArchiveMismatchError(
+                f"cannot replace {_iso([t])[0]} in {path}: the archive holds items {str(stored[slot])!r} for it, the "
+                f"cube {str(new)!r}; a rewrite must be of the same scenes")
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -1103,7 +1321,119 @@ def _has_consolidated(path: str) -> bool:
     return group is not None and group.metadata.consolidated_metadata is not None
 
 
-def open_archive(store: str | os.PathLike[str], *, chunks: Mapping[str, int] | None = None) -> xr.Dataset:
+#: Sub-groups of an archive that are not its own version's arrays: other model versions, and the
+#: near-real-time products of :mod:`dwcube.jobs` (filter state, change alerts).
+VERSIONS_GROUP = "versions"
+NRT_GROUP = "nrt"
+
+
+def _version_entry(path: str, group: str | None, g: zarr.Group) -> dict[str, Any]:
+    fp = dict(g.attrs["dwcube_archive"])  # type: ignore[arg-type]
+    pending = dict(g.attrs.get("dwcube_pending") or {})  # type: ignore[arg-type]
+    times = np.array([], dtype="datetime64[us]")
+    problem = None
+    try:
+        sgroup = _strict_group(_group_path(path, group), g, fp)
+        _check_coordinates(_group_path(path, group), sgroup)
+        times = _decode_times(np.asarray(sgroup["time"][...]), sgroup["time"])
+    except ArchiveIntegrityError as exc:
+        problem = str(exc).split(". Run")[0]
+    n = int(pending.get("start", len(times)))
+    complete = times[:n]
+    return {"key": version_key(fp["model"], fp.get("model_version")), "group": group, "model": fp["model"],
+            "model_version": fp.get("model_version"), "model_weights_sha256": fp.get("model_weights_sha256"),
+            "created": g.attrs.get("dwcube_version_created"), "dates": _iso(complete),
+            "pending": list(pending.get("dates", [])), "replacing": bool(pending.get("replace")), "problem": problem}
+
+
+def archive_versions(store: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The model versions an archive holds, oldest first, and which are complete.
+
+    The archive's own arrays are its first version (the model it was created with; an
+    archive written before versions existed has only this one); each other version is a
+    group ``versions/NAME==VERSION`` of the same layout, written by
+    ``write_archive(..., group=...)`` (:func:`dwcube.jobs.reprocess`).
+
+    Returns
+    -------
+    list of dict
+        Per version: ``key`` (``NAME==VERSION``), ``group`` (``None`` for the archive's
+        own arrays, else the group path), ``model``, ``model_version``,
+        ``model_weights_sha256``, ``created``, ``dates`` (complete dates, ISO),
+        ``pending`` (dates of an unfinished write), ``complete`` (no unfinished write
+        and every date of the first version), ``default`` (the one
+        :func:`open_archive` opens without ``model=``: the newest complete version).
+
+    Examples
+    --------
+    >>> from dwcube.inference import classify
+    >>> from dwcube.testing import TINY_MODEL, synthetic_cube
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = write_archive(classify(synthetic_cube(32, 2), TINY_MODEL, device="cpu"), d + "/a.zarr")
+    ...     [(v["key"], v["group"], len(v["dates"]), v["complete"]) for v in archive_versions(d + "/a.zarr")]
+    [('tiny-test==0', None, 2, True)]
+    """
+    path = _store_path(store)
+    root = _archive_group(path)
+    out = [_version_entry(path, None, root)]
+    if VERSIONS_GROUP in root and isinstance(root[VERSIONS_GROUP], zarr.Group):
+        found = []
+        for name, g in root[VERSIONS_GROUP].groups():  # type: ignore[union-attr]
+            if "dwcube_archive" in g.attrs:
+                found.append(_version_entry(path, f"{VERSIONS_GROUP}/{name}", g))
+        out += sorted(found, key=lambda v: (str(v["created"] or ""), v["key"]))
+    first = out[0]["dates"]
+    for v in out:
+        v["complete"] = not v["pending"] and v["problem"] is None and v["dates"] == first
+        v["default"] = False
+    next(v for v in reversed(out) if v["complete"] or v is out[0])["default"] = True
+    return out
+
+
+def resolve_version(store: str | os.PathLike[str], model: str | None = None) -> dict[str, Any]:
+    """The version of an archive that ``model`` names (an entry of :func:`archive_versions`).
+
+    Parameters
+    ----------
+    model
+        ``None``: the newest complete version; ``"default"`` or ``"first"``: the archive's
+        own arrays; ``"NAME==VERSION"``: that version; ``"NAME"``: the newest complete
+        version of that model (else its newest one).
+
+    Raises
+    ------
+    ArchiveError
+        When no version matches (the message lists the versions there are).
+
+    Examples
+    --------
+    >>> from dwcube.inference import classify
+    >>> from dwcube.testing import TINY_MODEL, synthetic_cube
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = write_archive(classify(synthetic_cube(32, 2), TINY_MODEL, device="cpu"), d + "/a.zarr")
+    ...     resolve_version(d + "/a.zarr", "tiny-test")["key"]
+    'tiny-test==0'
+    """
+    versions = archive_versions(store)
+    if model is None:
+        return next(v for v in versions if v["default"])
+    if model in ("default", "first"):
+        return versions[0]
+    if "==" in model:
+        chosen = [v for v in versions if v["key"] == model]
+    else:
+        chosen = [v for v in versions if v["model"] == model]
+        chosen = [v for v in chosen if v["complete"]] or chosen
+    if not chosen:
+        raise ArchiveError(f"{_store_path(store)} holds no version {model!r}; it holds "
+                           + ", ".join(f"{v['key']}{'' if v['complete'] else ' (incomplete)'}" for v in versions))
+    return chosen[-1]
+
+
+def open_archive(store: str | os.PathLike[str], *, chunks: Mapping[str, int] | None = None,
+                 model: str | None = None) -> xr.Dataset:
     """Open an archive lazily: its complete dates, float32 layers, and the grid with its CRS.
 
     Parameters
@@ -1113,6 +1443,11 @@ def open_archive(store: str | os.PathLike[str], *, chunks: Mapping[str, int] | N
     chunks
         Dask chunk size per dimension, e.g. ``{"time": 4}`` (default and for the
         dimensions left out: the stored chunks).
+    model
+        Which model version of the archive (see :func:`resolve_version`): ``None``
+        (default) the newest complete one, ``"default"`` the archive's first, or
+        ``"NAME"`` / ``"NAME==VERSION"``.  Plain ``xr.open_zarr(store)`` reads the first
+        version; ``xr.open_zarr(f"{store}/versions/NAME==VERSION")`` another.
 
     Returns
     -------
@@ -1120,7 +1455,7 @@ def open_archive(store: str | os.PathLike[str], *, chunks: Mapping[str, int] | N
         ``probability`` (time, class, y, x) float32, ``label`` uint8 (255 = no data) and
         the confidence layers; ``spatial_ref`` carries the CRS (``ds.odc.geobox``,
         ``ds.rio.crs``); ``attrs["dwcube_archive"]`` records model, settings, classes,
-        grid and encoding.  Reading a damaged chunk raises
+        grid and encoding, ``attrs["dwcube_model_version"]`` the version opened.  Reading a damaged chunk raises
         :class:`ArchiveIntegrityError` naming the store, the array and the chunk.
 
     Raises
@@ -1147,7 +1482,9 @@ def open_archive(store: str | os.PathLike[str], *, chunks: Mapping[str, int] | N
     """
     if chunks is not None and not isinstance(chunks, Mapping):
         raise TypeError(f"chunks must map dimension names to chunk sizes, e.g. {{'time': 4}}; got {chunks!r}")
-    path = _store_path(store)
+    root_path = _store_path(store)
+    chosen = resolve_version(root_path, model)
+    path = _group_path(root_path, chosen["group"])
     group = _archive_group(path)
     fp = dict(group.attrs["dwcube_archive"])  # type: ignore[arg-type]
     names = _strict_names(group, fp, path)
@@ -1161,7 +1498,11 @@ def open_archive(store: str | os.PathLike[str], *, chunks: Mapping[str, int] | N
                                     f"`dwcube archive check {path}` to find the damage", store=path) from exc
     pending = dict(group.attrs.get("dwcube_pending") or {})  # type: ignore[arg-type]
     n = int(pending.get("start", ds.sizes["time"]))
-    if pending:
+    if pending.get("replace"):
+        warnings.warn(f"{path}: a rewrite of {len(pending['dates'])} stored date(s) is unfinished "
+                      f"({pending['dates'][0]} …); they may mix old and new blocks until it is resumed.",
+                      IncompleteArchiveWarning, stacklevel=2)
+    elif pending:
         warnings.warn(f"{path}: a write of {len(pending['dates'])} date(s) is unfinished "
                       f"({pending['dates'][0]} …); showing the {n} complete date(s). Rerun the write to resume it.",
                       IncompleteArchiveWarning, stacklevel=2)
@@ -1177,6 +1518,7 @@ def open_archive(store: str | os.PathLike[str], *, chunks: Mapping[str, int] | N
     for name in ("probability", *CONFIDENCE_LAYERS):
         if name in ds and ds[name].dtype != np.float32:  # format-1 archives: CF-packed integers
             ds[name] = ds[name].astype(np.float32)
+    ds.attrs["dwcube_model_version"] = chosen["key"]
     return ds
 
 
@@ -1196,8 +1538,10 @@ def _scan_local(path: str, group: zarr.Group, n_complete: int) -> tuple[int, dic
     arrays = dict(group.arrays())
     in_time = {name for name, arr in arrays.items() if arr.ndim > 0 and (arr.metadata.dimension_names or ())[:1] == ("time",)}
     size, counts, partials = 0, dict.fromkeys(arrays, 0), []
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
         rel = Path(dirpath).relative_to(root).parts
+        if not rel:  # other model versions and near-real-time products are not this version's
+            dirs[:] = [d for d in dirs if d not in (VERSIONS_GROUP, NRT_GROUP)]
         for f in files:
             size += (Path(dirpath) / f).stat().st_size
             key = (*rel, f)  # a chunk is NAME/c/i/j/… (NAME/c for a 0-d array)
@@ -1274,7 +1618,20 @@ def archive_info(store: str | os.PathLike[str]) -> dict[str, Any]:
         "problems": problems,
         "partial_files": len(partials),
         "attrs": {k: v for k, v in prob_attrs.items() if k.startswith(("model_", "sensor", "inference"))},
+        "versions": [{k: v for k, v in ver.items() if k != "dates"} | {
+            "count": len(ver["dates"]), "first": ver["dates"][0] if ver["dates"] else None,
+            "last": ver["dates"][-1] if ver["dates"] else None} for ver in archive_versions(path)]
+        if _has_versions(group) else [],
+        "job": dict(group.attrs.get("dwcube_job") or {}),  # type: ignore[arg-type]
     }
+
+
+def _has_versions(group: zarr.Group) -> bool:
+    """Whether an archive's root group has a ``versions`` sub-group."""
+    try:
+        return VERSIONS_GROUP in group
+    except Exception:  # noqa: BLE001 - damaged metadata: reported elsewhere
+        return False
 
 
 def format_info(info: Mapping[str, Any]) -> str:
@@ -1315,11 +1672,155 @@ def format_info(info: Mapping[str, Any]) -> str:
     if info["stored_bytes"] is not None:
         bpp = info["bytes_per_pixel_date"]
         lines.append(f"stored    {info['stored_bytes'] / 1e6:.2f} MB" + (f", {bpp:.2f} bytes per pixel per date" if bpp else ""))
+    for v in info.get("versions") or []:
+        state = ("complete" if v["complete"] else "being reprocessed" if v["pending"] else "incomplete")
+        lines.append(f"version   {v['key']}{' (default)' if v['default'] else ''}: {v['count']} date(s)"
+                     + (f" {v['first']} … {v['last']}" if v["count"] else "") + f", {state}"
+                     + (f", {len(v['pending'])} pending" if v["pending"] else "")
+                     + f"; group {v['group'] or '/ (the archive itself)'}")
     for p in damaged:
         lines.append(f"DAMAGED   {p}")
     if damaged:
         lines.append(f"          run `dwcube archive check {info['store']}` for every damaged chunk")
     return "\n".join(lines)
+
+
+def update_attrs(store: str | os.PathLike[str], updates: Mapping[str, Any], *, group: str | None = None,
+                 remove: Sequence[str] = (), wait: float = 0.0) -> None:
+    """Set (and remove) attributes of an archive or of one of its model versions, under the
+    write lock; the data and every other attribute stay as they are.
+
+    Examples
+    --------
+    >>> from dwcube.inference import classify
+    >>> from dwcube.testing import TINY_MODEL, synthetic_cube
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = write_archive(classify(synthetic_cube(32, 2), TINY_MODEL, device="cpu"), d + "/a.zarr")
+    ...     update_attrs(d + "/a.zarr", {"site": "test"})
+    ...     open_archive(d + "/a.zarr").attrs["site"]
+    'test'
+    """
+    path = _store_path(store)
+    gpath = _group_path(path, group)
+    with _write_lock(path, wait):
+        _archive_group(gpath)
+        g = zarr.open_group(gpath, mode="r+", zarr_format=3)  # keeps the consolidated copy of its children
+        attrs = dict(g.attrs)
+        attrs.update(_jsonable(dict(updates)))
+        for key in remove:
+            attrs.pop(key, None)
+        g.attrs.put(attrs)
+        if group is not None:
+            _consolidate(path)  # the store's copy holds the group's attributes
+
+
+# -- near-real-time products: small datasets kept beside a version ----------------------------
+
+
+def write_products(store: str | os.PathLike[str], products: Mapping[str, xr.Dataset], *,
+                   group: str | None = None, attrs: Mapping[str, Any] | None = None, wait: float = 0.0) -> dict[str, str]:
+    """Replace the derived products kept with one model version (e.g. a filter state and change
+    alerts, :mod:`dwcube.jobs`), all at once.
+
+    The products live in the version's ``nrt`` group: each is written to a new sub-group
+    (``NAME-SERIAL``) and only then does the ``nrt`` group's attribute that names the
+    current ones switch to them, with ``attrs``; the previous ones are removed afterwards.
+    A write killed at any point therefore leaves the previous products whole and current
+    (the next write removes its leftovers).  Under the archive's write lock.
+
+    Parameters
+    ----------
+    store
+        The archive.
+    products
+        Name → Dataset (lazy or not) over the archive's grid; chunked like the archive.
+    group
+        The version's group (``None``: the archive's own; see :func:`archive_versions`).
+    attrs
+        JSON-able attributes recorded with them (e.g. the last date they cover).
+    wait
+        Seconds to wait for another writer, as for :func:`write_archive`.
+
+    Returns
+    -------
+    dict
+        Product name → the sub-group it was written to.
+
+    Examples
+    --------
+    >>> from dwcube.inference import classify
+    >>> from dwcube.testing import TINY_MODEL, synthetic_cube
+    >>> import tempfile
+    >>> prob = classify(synthetic_cube(32, 2), TINY_MODEL, device="cpu")
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = write_archive(prob, d + "/a.zarr")
+    ...     _ = write_products(d + "/a.zarr", {"mean": prob.mean("time").to_dataset()}, attrs={"n": 2})
+    ...     found, meta = open_products(d + "/a.zarr")
+    ...     sorted(found), meta["n"], found["mean"].probability.dims
+    (['mean'], 2, ('class', 'y', 'x'))
+    """
+    path = _store_path(store)
+    gpath = _group_path(path, group)
+    with _write_lock(path, wait):
+        g = _archive_group(gpath)
+        fp = dict(g.attrs["dwcube_archive"])  # type: ignore[arg-type]
+        c = int(fp["encoding"]["chunk"])
+        ydim, xdim = fp["grid"]["dims"]
+        writable = zarr.open_group(gpath, mode="r+", zarr_format=3, use_consolidated=False)
+        nrt = writable.require_group(NRT_GROUP)
+        serial = int(nrt.attrs.get("serial", 0)) + 1
+        names: dict[str, str] = {}
+        writes = []
+        for name, ds in products.items():
+            sub = f"{name}-{serial:06d}"
+            ds = ds.drop_encoding()
+            ds = ds.chunk({d: c for d in (ydim, xdim) if d in ds.dims})
+            ds = ds.assign_coords({k: v.astype(object) for k, v in ds.coords.items() if v.dtype.kind == "U"})
+            encoding = {k: {"compressors": [zarr.codecs.ZstdCodec(), zarr.codecs.Crc32cCodec()]}
+                        for k in ds.variables if ds[k].dtype.kind != "O"}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                writes.append(ds.to_zarr(gpath, group=f"{NRT_GROUP}/{sub}", mode="w", zarr_format=3,
+                                         consolidated=False, write_empty_chunks=True, encoding=encoding,
+                                         compute=False))
+            names[name] = sub
+        dask.compute(*writes)  # one graph: work the products share is done once
+        nrt.attrs.put({**_jsonable(dict(attrs or {})), "serial": serial, "products": names})  # the switch
+        for name, _ in list(nrt.groups()):
+            if name not in names.values():
+                del nrt[name]
+        _consolidate(gpath)
+        if group is not None:
+            _consolidate(path)
+    return names
+
+
+def open_products(store: str | os.PathLike[str], *, group: str | None = None,
+                  ) -> tuple[dict[str, xr.Dataset], dict[str, Any]]:
+    """The current products of :func:`write_products` (lazy) and their attributes; empty when
+    the version has none.
+
+    Examples
+    --------
+    >>> from dwcube.inference import classify
+    >>> from dwcube.testing import TINY_MODEL, synthetic_cube
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = write_archive(classify(synthetic_cube(32, 2), TINY_MODEL, device="cpu"), d + "/a.zarr")
+    ...     open_products(d + "/a.zarr")
+    ({}, {})
+    """
+    gpath = _group_path(_store_path(store), group)
+    g = _archive_group(gpath)
+    if NRT_GROUP not in g:
+        return {}, {}
+    meta = dict(g[NRT_GROUP].attrs)
+    out = {}
+    for name, sub in dict(meta.get("products") or {}).items():
+        ds = xr.open_zarr(gpath, group=f"{NRT_GROUP}/{sub}", consolidated=False, zarr_format=3)
+        out[name] = ds.assign_coords({k: ds[k].load() for k in ds.coords if k not in ds.indexes})
+    return out, {k: v for k, v in meta.items() if k not in ("serial", "products")}
 
 
 # -- checking ---------------------------------------------------------------------------------
@@ -1362,12 +1863,36 @@ def check_archive(store: str | os.PathLike[str], *, threads: int = 4) -> Archive
     (True, 15, 10)
     """
     path = _store_path(store)
+    report = _check_group(path, threads, top=True)
+    if report.problems and not report.arrays:
+        return report
+    try:
+        versions = archive_versions(path)
+    except ArchiveError as exc:
+        report.problems.append(f"the model versions cannot be listed: {exc}")
+        return report
+    for version in versions[1:]:
+        sub = _check_group(_group_path(path, version["group"]), threads, top=False)
+        report.chunks += sub.chunks
+        report.arrays += [f"{version['group']}/{a}" for a in sub.arrays]
+        report.problems += [f"{version['group']}: {p}" for p in sub.problems]
+        report.notes += [f"{version['group']}: {n}" for n in sub.notes]
+    return report
+
+
+def _check_group(path: str, threads: int, *, top: bool) -> ArchiveCheck:
+    """:func:`check_archive` of one version's group (``top``: the archive itself, whose files
+    under ``versions/`` belong to the other versions)."""
     report = ArchiveCheck(store=path)
+
+    def own(p: Path) -> bool:
+        return not (top and p.relative_to(_local(path)).parts[:1] == (VERSIONS_GROUP,))
+
     if _is_local(path):
         root = _local(path)
         if not root.exists():
             raise FileNotFoundError(f"no Zarr archive at {path}")
-        for meta in sorted(root.rglob("zarr.json")):
+        for meta in sorted(m for m in root.rglob("zarr.json") if own(m)):
             try:
                 json.loads(meta.read_text())
             except (ValueError, OSError) as exc:
@@ -1419,7 +1944,7 @@ def check_archive(store: str | os.PathLike[str], *, threads: int = 4) -> Archive
         report.notes.append(f"{absent_nodata} chunks are not stored; in a format-1 archive that means no data, "
                             "or damage that cannot be told from it")
     if _is_local(path):
-        partials = sorted(str(p.relative_to(_local(path))) for p in _local(path).rglob("*.partial"))
+        partials = sorted(str(p.relative_to(_local(path))) for p in _local(path).rglob("*.partial") if own(p))
         if partials:
             report.notes.append(f"{len(partials)} temporary *.partial file(s) of an interrupted write "
                                 f"(e.g. {partials[0]}); the next write of this archive removes them")

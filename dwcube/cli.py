@@ -15,6 +15,17 @@ Commands
 ``dwcube archive check STORE``
     Read and decode every chunk of an archive (checksums too) and list any damage;
     exit status 1 when damaged.
+``dwcube update STORE``
+    Bring an archive up to date with its catalogue, with the settings it recorded: new
+    dates appended to every model version, the filter state and change alerts kept
+    current (:func:`dwcube.jobs.update_archive`); exit status 75 when another process
+    is writing the archive.
+``dwcube reprocess STORE --model NAME[==VERSION]``
+    Classify the stored history again with another model, as a new version beside the
+    others, resumably (:func:`dwcube.jobs.reprocess`).
+``dwcube compare STORE A B``
+    How two model versions differ: label disagreement per date, the transition matrix,
+    change events of B that A lacks (:func:`dwcube.jobs.compare_versions`).
 ``dwcube export STORE --date DATE --layer label|probability --out FILE.tif``
     One date of an archive as a Cloud-Optimised GeoTIFF: the label with the Dynamic
     World colour table and class names, or one probability band per class.
@@ -327,6 +338,82 @@ def _archive_command(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Exit status of ``dwcube update``/``reprocess`` when another process holds the archive (EX_TEMPFAIL).
+EXIT_BUSY = 75
+
+
+def _client(address: str | None):  # type: ignore[no-untyped-def]
+    import contextlib
+
+    if not address:
+        return contextlib.nullcontext()
+    from dask.distributed import Client
+
+    return Client(address)
+
+
+def _update_command(args: argparse.Namespace) -> int:
+    import json
+
+    from .archive import ArchiveBusyError
+    from .jobs import update_archive
+
+    try:
+        with _client(args.scheduler):
+            report = update_archive(args.store, catalog=args.catalog, until=args.until, nrt=not args.no_nrt,
+                                    device=args.device, wait=args.wait, progress=not args.no_progress)
+    except ArchiveBusyError as exc:
+        print(f"dwcube update: busy: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    print(json.dumps(vars(report) | {"nothing_new": report.nothing_new}, default=lambda o: vars(o), indent=1)
+          if args.json else report.format())
+    return 0
+
+
+def _reprocess_command(args: argparse.Namespace) -> int:
+    from .archive import ArchiveBusyError
+    from .jobs import reprocess
+
+    try:
+        with _client(args.scheduler):
+            report = reprocess(args.store, args.model, weights=args.weights, dem=args.dem, device=args.device,
+                               catalog=args.catalog, wait=args.wait, progress=not args.no_progress)
+    except ArchiveBusyError as exc:
+        print(f"dwcube reprocess: busy: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    print(report.format())
+    return 0 if report.complete else 1
+
+
+def _compare_command(args: argparse.Namespace) -> None:
+    import json
+
+    from .jobs import compare_versions
+
+    cmp = compare_versions(args.store, args.a, args.b, tolerance=args.tolerance_days)
+    if args.json:
+        print(json.dumps({"attrs": cmp.attrs, "dates": [str(t)[:19] for t in cmp.time.values],
+                          "label_disagreement": cmp.label_disagreement.values.tolist(),
+                          "transitions": cmp.transitions.sum("time").values.tolist(),
+                          "classes": [str(c) for c in cmp.class_a.values]}, indent=1))
+        return
+    a, b = cmp.attrs["version_a"], cmp.attrs["version_b"]
+    print(f"{args.store}: {a} (a) vs {b} (b), {cmp.sizes['time']} date(s)")
+    for t, share, n in zip(cmp.time.values, cmp.label_disagreement.values, cmp.valid_pixels.values, strict=True):
+        print(f"  {str(t)[:19]}  labels differ on {100 * share:5.1f} % of {int(n)} px")
+    total = cmp.transitions.sum("time").values
+    names = [str(c) for c in cmp.class_a.values]
+    width = max(len(n) for n in names)
+    print(f"transitions a → b (pixel-dates), rows a, columns b; overall disagreement "
+          f"{100 * cmp.attrs['label_disagreement_overall']:.1f} %")
+    print(" " * (width + 2) + " ".join(f"{n[:6]:>7}" for n in names))
+    for n, row in zip(names, total, strict=True):
+        print(f"  {n:<{width}}" + " ".join(f"{int(v):>7}" for v in row))
+    print(f"change events: {cmp.attrs['changes_in_b']} in b, {cmp.attrs['changes_only_in_b']} of them absent from a "
+          f"(the model's, not the land's; ±{args.tolerance_days:g} days, same classes); "
+          f"{cmp.attrs['changes_only_in_a']} of a's absent from b")
+
+
 def _export_command(args: argparse.Namespace) -> None:
     from .export import export_cog
 
@@ -471,6 +558,39 @@ def build_parser() -> argparse.ArgumentParser:
     ac.add_argument("store", help="the Zarr archive")
     ac.add_argument("--json", action="store_true", help="machine-readable output")
 
+    up = sub.add_parser("update", help="append the catalogue's new dates to an archive, with its recorded settings, "
+                                       "and keep its filter state and change alerts current")
+    up.add_argument("store", help="the archive (made by dwcube classify or write_archive)")
+    up.add_argument("--catalog", help="search this catalogue instead of the recorded one (a mirror, a local copy)")
+    up.add_argument("--until", help="only items up to this date, e.g. 2024-10-31")
+    up.add_argument("--wait", type=float, default=0.0,
+                    help="seconds to wait for another writer of the archive (default 0: exit at once with status 75)")
+    up.add_argument("--no-nrt", action="store_true", help="do not update the filter state and change alerts")
+    up.add_argument("--device", help="where the model runs (default: as recorded, usually auto)")
+    up.add_argument("--scheduler", help="address of a dask.distributed scheduler (default: local threads)")
+    up.add_argument("--json", action="store_true", help="machine-readable output")
+    up.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (for cron and logs)")
+
+    rp = sub.add_parser("reprocess", help="classify an archive's history again with another model, as a new version")
+    rp.add_argument("store", help="the archive")
+    rp.add_argument("--model", required=True,
+                    help="NAME or NAME==VERSION of a registered model, a U-Net weights file (.pt), or module:attribute")
+    rp.add_argument("--weights", help="the model's weights folder, or a U-Net weights file for --model unet")
+    rp.add_argument("--dem", help="elevation for models that use it (default: the one the archive used)")
+    rp.add_argument("--catalog", help="find the stored items in this catalogue instead of the recorded one")
+    rp.add_argument("--device", help="where the model runs (default auto)")
+    rp.add_argument("--scheduler", help="address of a dask.distributed scheduler (default: local threads)")
+    rp.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer (default 0)")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    cp = sub.add_parser("compare", help="how two model versions of an archive differ (model change vs land change)")
+    cp.add_argument("store", help="the archive")
+    cp.add_argument("a", help="first version: default, NAME or NAME==VERSION (see dwcube archive info)")
+    cp.add_argument("b", help="second version")
+    cp.add_argument("--tolerance-days", type=float, default=30.0,
+                    help="a change of b within this many days of one of a (same classes) is the same event")
+    cp.add_argument("--json", action="store_true", help="machine-readable output")
+
     ex = sub.add_parser("export", help="write one date of an archive to a Cloud-Optimised GeoTIFF")
     ex.add_argument("store", help="the archive")
     ex.add_argument("--date", required=True, help="the date to export, e.g. 2024-05-17")
@@ -577,6 +697,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _classify_command(args)
         elif args.command == "archive":
             return _archive_command(args)
+        elif args.command == "update":
+            return _update_command(args)
+        elif args.command == "reprocess":
+            return _reprocess_command(args)
+        elif args.command == "compare":
+            _compare_command(args)
         elif args.command == "export":
             _export_command(args)
         elif args.command == "accuracy":

@@ -338,6 +338,25 @@ def _build_options_json(entry: _registry.ModelEntry, options: dict[str, Any]) ->
     return json.dumps({k: effective[k] for k in sorted(effective)}, default=str)
 
 
+def _classify_parameters(entry: _registry.ModelEntry, weights: Any, device: str, dem: xr.Dataset | None, tile: int,
+                         batch_size: int, compile: Any, fill_value: float, options: dict[str, Any]) -> str:
+    """This call's arguments as JSON (archives keep them, so that :mod:`dwcube.jobs` classifies
+    new dates the same way): the model's reference (:func:`~dwcube.models.registry.model_reference`),
+    the weights path, the DEM's source and the tiling."""
+    import json
+
+    source = None if dem is None else dem.attrs.get("source")
+    if isinstance(source, str) and "://" not in source and os.path.exists(source):
+        source = os.path.abspath(source)
+    return json.dumps({
+        "model": _registry.model_reference(entry),
+        "weights": None if weights is None else os.path.abspath(os.fspath(weights)),
+        "device": device, "tile": tile, "batch_size": batch_size, "compile": compile,
+        "fill_value": float(fill_value), "options": options,
+        "dem": source,
+    }, default=str)
+
+
 def _resolve_entry(model: str | _registry.ModelEntry) -> _registry.ModelEntry:
     return _registry.get_entry(model) if isinstance(model, str) else model
 
@@ -482,8 +501,10 @@ def classify(
         "long_name": "land-cover class probability",
         "units": "1",
     })
+    attrs["classify_parameters"] = _classify_parameters(entry, weights, device, dem, tile, batch_size, compile,
+                                                         fill_value, options)
     for key in ("sensor", "product_level", "radiometry", "corrections", "mask", "cloud_mask", "harmonization",
-                "resampling", "groupby", "out_of_domain"):
+                "resampling", "groupby", "out_of_domain", "load_parameters", "load_id", "failed_assets"):
         if key in inputs.attrs or key in cube.attrs:
             attrs[key] = inputs.attrs.get(key, cube.attrs.get(key))
     return xr.DataArray(prob, dims=("time", "class", ydim, xdim), coords=coords, name="probability", attrs=attrs)

@@ -41,7 +41,9 @@ The output grid (documented rule, see :func:`output_grid`)
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
+import inspect
 import logging
 import math
 import os
@@ -87,7 +89,7 @@ from .reads import (
 from .stac import CatalogLike, _item_time, check_bbox, check_geometry, search
 
 __all__ = ["load", "output_grid", "native_anchor", "date_groups", "solar_day", "ReadPlan", "AssetError",
-           "DEFAULT_GDAL_ENV", "read_failures", "DEFAULT_MAX_PIXELS", "GridTooLargeError"]
+           "DEFAULT_GDAL_ENV", "read_failures", "DEFAULT_MAX_PIXELS", "GridTooLargeError", "load_arguments"]
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +189,7 @@ def load(
     cloud_mask: bool | CloudMaskParams | Literal["auto"] = "auto",
     read_retries: int = 2,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    grid: GeoBox | None = None,
 ) -> xr.Dataset:
     """Search a catalogue and return a lazy reflectance cube.
 
@@ -264,6 +267,10 @@ def load(
     max_pixels
         Refuse output grids of more than this many pixels per date (``y × x``);
         default :data:`DEFAULT_MAX_PIXELS` (4·10⁹); ``None``: no limit.
+    grid
+        Load onto exactly this grid (an odc-geo ``GeoBox``) instead of the one the rule
+        below derives from ``crs``, ``resolution``, the area and the items: how
+        :mod:`dwcube.jobs` puts new dates on the grid of an existing archive.
 
     Returns
     -------
@@ -275,7 +282,10 @@ def load(
         per-date coordinates on ``time`` (``item_id``, ``collection``,
         ``platform``, ``cloud_cover``, ``sun_azimuth``, ``sun_elevation``,
         ``tile`` and, for Sentinel-2, ``processing_baseline``); provenance in
-        ``attrs``. Lazy (Dask): nothing is read until computed.
+        ``attrs``, among them ``load_parameters``: this call's arguments as JSON, from
+        which :func:`load_arguments` rebuilds it (archives keep it, so that
+        ``dwcube update`` loads new dates the same way). Lazy (Dask): nothing is read
+        until computed.
 
     Raises
     ------
@@ -376,7 +386,7 @@ def load(
     guard = ReadGuard(load_id, on_error, {a.href: (it.id, k) for it in canon for k, a in it.assets.items()},
                       unusable, retries=read_retries)
 
-    geobox = output_grid(
+    geobox = grid if grid is not None else output_grid(
         items, sensors[0], crs=crs, resolution=resolution, bbox=bbox, geometry=geometry
     )
     _check_grid_size(geobox, max_pixels, bbox=bbox, geometry=geometry, resolution=resolution)
@@ -421,6 +431,12 @@ def load(
         "on_error": on_error,
         "dwcube_version": __version__,
         "history": f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} dwcube.load",
+        "load_parameters": _load_parameters(
+            catalog=catalog, collections=collections, bbox=bbox, geometry=geometry, datetime=datetime, query=query,
+            bands=bands, resolution=resolution, crs=crs, chunks=chunks, groupby=groupby, resampling=resampling,
+            loader=loader, sensor=sensor, mask=mask, harmonize=harmonize, baseline_offset=baseline_offset,
+            on_error=on_error, gdal_env=gdal_env, max_items=max_items, cloud_mask=cloud_mask,
+            read_retries=read_retries, max_pixels=max_pixels),
     }
     if failures:
         log.warning("dwcube.load: %d asset(s) failed and are NaN: %s", len(failures), "; ".join(failures[:5]))
@@ -428,6 +444,114 @@ def load(
                       f"{'; ...' if len(failures) > 5 else ''} (attrs['failed_assets'] lists them)",
                       AssetReadWarning, stacklevel=2)
     return cube
+
+
+# -- the call, recorded -------------------------------------------------------------------------
+
+
+def _load_parameters(**kw: Any) -> str:
+    """The arguments of a :func:`load` call as a JSON object (see :func:`load_arguments`).
+
+    Values that cannot be written down (a ``pystac_client.Client`` or a list of items as
+    the catalogue, a grouping function) are left out and named in ``not_reproducible``.
+    """
+    import json
+
+    out: dict[str, Any] = {}
+    missing: list[str] = []
+    catalog = kw.pop("catalog")
+    if isinstance(catalog, (str, os.PathLike)):
+        text = os.fspath(catalog)
+        out["catalog"] = os.path.abspath(text) if "://" not in text and os.path.exists(text) else text
+    else:
+        out["catalog"] = None
+        missing.append("catalog")
+    geometry = kw.pop("geometry")
+    out["geometry"] = None if geometry is None else shapely.geometry.mapping(geometry)
+    dtime = kw.pop("datetime")
+    out["datetime"] = (dtime if dtime is None or isinstance(dtime, str) else
+                       [None if v is None else v.isoformat() if hasattr(v, "isoformat") else str(v) for v in dtime]
+                       if isinstance(dtime, (list, tuple)) else dtime.isoformat() if hasattr(dtime, "isoformat")
+                       else str(dtime))
+    crs = kw.pop("crs")
+    out["crs"] = crs if crs is None or isinstance(crs, (str, int)) else CRS(crs).to_wkt()
+    groupby = kw.pop("groupby")
+    if groupby is None or isinstance(groupby, str):
+        out["groupby"] = groupby
+    else:
+        out["groupby"] = None
+        missing.append("groupby")
+    sensor = kw.pop("sensor")
+    out["sensor"] = sensor if sensor is None or isinstance(sensor, str) else sensor.name
+    mask = kw.pop("mask")
+    if isinstance(mask, MaskSpec):
+        out["mask"] = {"kind": mask.kind, "values": sorted(mask.values)}
+    elif mask is None or isinstance(mask, (bool, str)):
+        out["mask"] = mask
+    else:
+        out["mask"] = sorted(int(v) for v in mask)
+    cloud = kw.pop("cloud_mask")
+    out["cloud_mask"] = ({"params": {k: list(v) if isinstance(v, tuple) else v
+                                     for k, v in dataclasses.asdict(cloud).items()}}
+                         if isinstance(cloud, CloudMaskParams) else cloud)
+    for key in ("collections", "bands"):
+        v = kw.pop(key)
+        out[key] = v if v is None or isinstance(v, str) else list(v)
+    bbox = kw.pop("bbox")
+    out["bbox"] = None if bbox is None else [float(v) for v in bbox]
+    chunks = kw.pop("chunks")
+    out["chunks"] = dict(chunks) if isinstance(chunks, Mapping) else chunks
+    for key in ("query", "gdal_env"):
+        v = kw.pop(key)
+        out[key] = None if v is None else dict(v)
+    out.update(kw)  # plain numbers, strings and booleans
+    out["not_reproducible"] = missing
+    return json.dumps(out, default=str)
+
+
+def load_arguments(parameters: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments that repeat a :func:`load` call from its ``attrs["load_parameters"]``.
+
+    Parameters
+    ----------
+    parameters
+        The JSON text (or its parsed object) that :func:`load` records.
+
+    Returns
+    -------
+    dict
+        Arguments for ``load(**arguments)``; those named in ``not_reproducible``
+        (e.g. ``catalog`` when items were passed in memory) are absent and must be
+        supplied by the caller.
+
+    Examples
+    --------
+    >>> from dwcube.testing import synthetic_cube
+    >>> record = _load_parameters(catalog="https://example.test/stac", collections=["sentinel-2-l2a"],
+    ...     bbox=(14.5, 45.8, 14.6, 45.9), geometry=None, datetime="2024-05", query=None, bands=None,
+    ...     resolution=10.0, crs=None, chunks=512, groupby="solar_day", resampling="bilinear",
+    ...     loader="odc-stac", sensor=None, mask=MaskSpec("classes", {0, 1, 3}), harmonize=False,
+    ...     baseline_offset="auto", on_error="raise", gdal_env=None, max_items=None,
+    ...     cloud_mask=CloudMaskParams(probability_threshold=0.5), read_retries=2, max_pixels=10**9)
+    >>> args = load_arguments(record)
+    >>> args["catalog"], args["bbox"], args["mask"]
+    ('https://example.test/stac', [14.5, 45.8, 14.6, 45.9], MaskSpec(kind='classes', values=frozenset({0, 1, 3})))
+    >>> args["cloud_mask"].probability_threshold, "not_reproducible" in args
+    (0.5, False)
+    """
+    import json
+
+    rec = dict(json.loads(parameters) if isinstance(parameters, str) else parameters)
+    missing = set(rec.pop("not_reproducible", []) or [])
+    mask = rec.get("mask")
+    if isinstance(mask, Mapping):
+        rec["mask"] = MaskSpec(mask["kind"], frozenset(mask["values"]))
+    cloud = rec.get("cloud_mask")
+    if isinstance(cloud, Mapping):
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in cloud["params"].items()}
+        rec["cloud_mask"] = CloudMaskParams(**params)
+    known = set(inspect.signature(load).parameters)
+    return {k: v for k, v in rec.items() if k in known and k not in missing}
 
 
 # -- bands, masks, items ------------------------------------------------------------------------

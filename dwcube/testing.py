@@ -29,7 +29,9 @@ A catalogue made by code, its COGs served over HTTP and its items behind a real 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import shutil
@@ -64,6 +66,7 @@ __all__ = [
     "read_s2_product_metadata",
     "t29unu_items",
     "eolearn_l1c_items",
+    "sentinel2_series_items",
     "solar_angles",
     "shared_dir",
     "serve_directory",
@@ -79,6 +82,7 @@ __all__ = [
     "require_shared",
     "TinyNet",
     "TINY_MODEL",
+    "TINY_MODEL_V2",
     "randomise_batch_norm",
 ]
 
@@ -655,6 +659,85 @@ def eolearn_l1c_items(
     return items
 
 
+#: Reflectance of the three surfaces of :func:`sentinel2_series_items` (vegetation, water, soil).
+_SERIES_SPECTRA = {"blue": (0.03, 0.05, 0.10), "green": (0.06, 0.06, 0.13), "red": (0.04, 0.04, 0.17),
+                   "nir": (0.35, 0.02, 0.25), "swir16": (0.18, 0.01, 0.30), "swir22": (0.08, 0.01, 0.25)}
+
+
+def sentinel2_series_items(
+    cog_dir: str | os.PathLike[str],
+    dates: Sequence[str],
+    *,
+    base_url: str,
+    root: str | os.PathLike[str] | None = None,
+    shape: tuple[int, int] = (48, 48),
+    bands: Sequence[str] = ("blue", "green", "red", "nir", "swir16"),
+    seed: int = 0,
+    change_from: int | None = None,
+    change_box: tuple[slice, slice] = (slice(8, 32), slice(8, 32)),
+    cloudy: Mapping[int, tuple[slice, slice]] | None = None,
+    epsg: int = 32633,
+    origin: tuple[float, float] = (465180.0, 5080260.0),
+) -> list[pystac.Item]:
+    """A Sentinel-2 L2A time series over one small tile, as COGs and Earth Search–style items.
+
+    A smooth random landscape of vegetation, water and soil; from date ``change_from``
+    on, the pixels in ``change_box`` are cleared (vegetation and water become soil), a
+    lasting land change; each date adds a little noise.  Digital numbers carry the
+    processing baseline 04.00 offset (reflectance × 10000 + 1000); ``scl`` is 4
+    (vegetation) except for the boxes of ``cloudy`` (date index → box), which are 9
+    (cloud, high probability).  For tests and benchmarks of archives that grow date by
+    date (:mod:`dwcube.jobs`).
+
+    Parameters
+    ----------
+    cog_dir
+        Where the COGs are written (one folder per date).
+    dates
+        ISO dates, one item each (at 10:00 UTC).
+    base_url, root
+        Asset hrefs are ``base_url`` + the path relative to ``root`` (default ``cog_dir``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     items = sentinel2_series_items(d, ["2024-05-01", "2024-05-11"], base_url=Path(d).as_uri())
+    >>> [it.id for it in items], items[0].properties["s2:processing_baseline"]
+    (['S2A_33TVL_20240501_0_L2A', 'S2A_33TVL_20240511_0_L2A'], '04.00')
+    """
+    cog_dir = Path(cog_dir)
+    ny, nx = shape
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:ny, 0:nx] / max(ny, nx)
+    phase = rng.uniform(0, 6, 3)
+    field_ = np.sin(7 * xx + phase[0]) * np.cos(5 * yy + phase[1]) + 0.4 * np.sin(13 * (xx + yy) + phase[2])
+    w_veg, w_wat = np.clip(field_ + 0.5, 0, 1), np.clip(-field_ - 0.6, 0, 1)
+    transform = (10.0, 0.0, origin[0], 0.0, -10.0, origin[1])
+    items = []
+    for i, day in enumerate(dates):
+        veg, wat = w_veg.copy(), w_wat.copy()
+        if change_from is not None and i >= change_from:
+            veg[change_box] = 0.0
+            wat[change_box] = 0.0
+        infos = {}
+        for b in bands:
+            v, w, soil = _SERIES_SPECTRA[b]
+            refl = veg * v + wat * w + (1 - np.clip(veg + wat, 0, 1)) * soil
+            refl = refl * (1 + 0.03 * np.sin(i)) + 0.004 * rng.standard_normal((ny, nx))
+            dn = np.clip(np.round(refl * 10000) + 1000, 1, 65535).astype(np.uint16)
+            infos[b] = write_cog(cog_dir / day / f"{b}.tif", dn, epsg=epsg, transform=transform)
+        scl = np.full((ny, nx), 4, np.uint8)
+        if cloudy and i in cloudy:
+            scl[cloudy[i]] = 9
+        infos["scl"] = write_cog(cog_dir / day / "scl.tif", scl, epsg=epsg, transform=transform)
+        when = dt.datetime.fromisoformat(day).replace(hour=10, tzinfo=dt.timezone.utc)
+        items.append(sentinel2_item(f"S2A_33TVL_{day.replace('-', '')}_0_L2A", when, infos, base_url=base_url,
+                                    root=root if root is not None else cog_dir, tile="33TVL",
+                                    cloud_cover=float(100 * (scl == 9).mean())))
+    return items
+
+
 def read_landsat_mtl(path: str | os.PathLike[str]) -> dict[str, str]:
     """The ``KEY = value`` pairs of a Landsat ``*_MTL.txt`` file (quotes removed; the first of a
     repeated key wins, as the product's own group comes first).
@@ -842,10 +925,12 @@ def _rustac_exe() -> str:
 
 @contextlib.contextmanager
 def stac_api(items: Sequence[pystac.Item | Mapping[str, Any]], workdir: str | os.PathLike[str], *,
-             timeout: float = 30.0) -> Iterator[str]:
+             timeout: float = 30.0, port: int | None = None) -> Iterator[str]:
     """Run a real STAC API (``rustac serve``, in-memory backend) on 127.0.0.1 with ``items``.
 
     Collections are created for the items' collection ids. Yields the API root URL.
+    ``port`` (default: a free one) lets a test serve a catalogue that has grown at the
+    URL an archive recorded: the in-memory backend takes no new items while it runs.
 
     Examples
     --------
@@ -862,7 +947,7 @@ def stac_api(items: Sequence[pystac.Item | Mapping[str, Any]], workdir: str | os
     path = Path(workdir) / f"api-items-{os.getpid()}-{id(items)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"type": "FeatureCollection", "features": dicts}))
-    port = free_port()
+    port = free_port() if port is None else int(port)
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [_rustac_exe(), "serve", "--addr", f"127.0.0.1:{port}", "--create-collections", str(path)],
@@ -1216,6 +1301,10 @@ def _tiny_entry() -> Any:
 
 #: A registry entry for :class:`TinyNet` (not registered; pass it as ``model=``).
 TINY_MODEL = _tiny_entry()
+
+#: A second version of the tiny model (other weights: seed 1), for tests of model lineage.
+TINY_MODEL_V2 = dataclasses.replace(TINY_MODEL, version="1", description="untrained test network, version 1",
+                                    build=functools.partial(_build_tiny, seed=1))
 
 
 # -- probability time series with known truth (temporal smoothing, change dating) -------------

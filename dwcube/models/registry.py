@@ -40,8 +40,10 @@ __all__ = [
     "UnknownModelError",
     "get_entry",
     "list_entries",
+    "entry_from_reference",
     "load_model",
     "model_attrs",
+    "model_reference",
     "register",
 ]
 
@@ -195,6 +197,78 @@ def get_entry(name: str) -> ModelEntry:
 def list_entries() -> list[ModelEntry]:
     """All registered models, by name."""
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def model_reference(entry: ModelEntry) -> dict[str, Any] | None:
+    """How another process finds ``entry`` again (archives record it, so that ``dwcube update``
+    classifies new dates with the same model), or ``None`` when it cannot.
+
+    Returns one of ``{"kind": "registry", "name": ...}`` (a registered model),
+    ``{"kind": "unet-file", "path", "name", "version", "sha256"}`` (a U-Net weights
+    file, :func:`dwcube.models.unet.unet_entry`) or ``{"kind": "import", "target":
+    "module:attribute"}`` (an entry defined at the top level of an importable module).
+
+    Examples
+    --------
+    >>> model_reference(get_entry("unet"))
+    {'kind': 'registry', 'name': 'unet'}
+    >>> from dwcube.testing import TINY_MODEL
+    >>> model_reference(TINY_MODEL)
+    {'kind': 'import', 'target': 'dwcube.testing:TINY_MODEL'}
+    """
+    import functools
+    import sys
+
+    if _REGISTRY.get(entry.name) is entry:
+        return {"kind": "registry", "name": entry.name}
+    build = entry.build
+    if isinstance(entry, FileModelEntry) and isinstance(build, functools.partial) and \
+            getattr(build.func, "__name__", "") == "_build_from_file":
+        return {"kind": "unet-file", "path": entry.weights_file, "name": entry.name,
+                "version": entry.version.rsplit("+", 1)[0], "sha256": entry.weights_file_sha256}
+    func = build.func if isinstance(build, functools.partial) else build
+    module = sys.modules.get(getattr(func, "__module__", "") or "")
+    for attr, value in vars(module).items() if module is not None else ():
+        if value is entry and not attr.startswith("__"):
+            return {"kind": "import", "target": f"{module.__name__}:{attr}"}
+    return None
+
+
+def entry_from_reference(reference: dict[str, Any]) -> ModelEntry:
+    """The model entry a :func:`model_reference` names.
+
+    Raises
+    ------
+    UnknownModelError
+        When the reference names no model that this process can find.
+
+    Examples
+    --------
+    >>> entry_from_reference({"kind": "registry", "name": "dynamic-world"}).halo
+    24
+    >>> entry_from_reference({"kind": "import", "target": "dwcube.testing:TINY_MODEL"}).name
+    'tiny-test'
+    """
+    import importlib
+
+    kind = reference.get("kind")
+    if kind == "registry":
+        return get_entry(reference["name"])
+    if kind == "unet-file":
+        from .unet import unet_entry
+
+        return unet_entry(reference["path"], name=reference["name"], version=reference["version"],
+                          sha256=reference.get("sha256"))
+    if kind == "import":
+        module, _, attr = str(reference["target"]).partition(":")
+        try:
+            entry = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise UnknownModelError(f"cannot import the model {reference['target']!r} ({exc})") from None
+        if not isinstance(entry, ModelEntry):
+            raise UnknownModelError(f"{reference['target']!r} is a {type(entry).__name__}, not a ModelEntry")
+        return entry
+    raise UnknownModelError(f"not a model reference: {reference!r}")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
