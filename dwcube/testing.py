@@ -44,6 +44,7 @@ import torch
 
 __all__ = [
     "synthetic_probability_series",
+    "tiny_archive",
     "write_cog",
     "truncate_cog",
     "RasterInfo",
@@ -1492,3 +1493,46 @@ def synthetic_probability_series(
     if chunks:
         da = da.chunk({"time": -1, "class": -1, "y": chunks, "x": chunks})
     return da, truth
+
+
+# -- a small archive made by code (the web server's tests and doctests) -------------------------
+
+
+def tiny_archive(store: str | os.PathLike[str], *, size: int | tuple[int, int] = 64, dates: int = 3, seed: int = 0,
+                 chunk: int = 512, quicklook: bool = False, nodata_fraction: float = 0.0) -> str:
+    """Write a small archive: :func:`synthetic_cube` classified by :data:`TINY_MODEL` (CPU).
+
+    Parameters
+    ----------
+    store
+        Path of the new archive (replaced if it exists).
+    size, dates, seed, nodata_fraction
+        As for :func:`synthetic_cube`.
+    chunk
+        The archive's spatial chunk (:class:`dwcube.archive.ArchiveEncoding`).
+    quicklook
+        Also keep the RGB quicklook (:func:`dwcube.serve.quicklook.write_quicklook`).
+
+    Returns
+    -------
+    str
+        The store's path.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from dwcube.archive import open_archive
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     open_archive(tiny_archive(d + "/a.zarr", size=32, dates=2)).probability.shape
+    (2, 9, 32, 32)
+    """
+    from .archive import ArchiveEncoding, write_archive
+    from .inference import classify
+
+    cube = synthetic_cube(size, dates, seed=seed, nodata_fraction=nodata_fraction)
+    write_archive(classify(cube, TINY_MODEL, device="cpu"), store, mode="w", encoding=ArchiveEncoding(chunk=chunk))
+    if quicklook:
+        from .serve.quicklook import write_quicklook
+
+        write_quicklook(cube, store)
+    return str(store)

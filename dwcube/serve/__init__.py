@@ -1,0 +1,1 @@
+"""``dwcube serve``: a web app over dwcube's archives, and an online prediction service."""
