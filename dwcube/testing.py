@@ -45,6 +45,7 @@ import torch
 __all__ = [
     "synthetic_probability_series",
     "tiny_archive",
+    "synthetic_geotiff",
     "write_cog",
     "truncate_cog",
     "RasterInfo",
@@ -1536,3 +1537,36 @@ def tiny_archive(store: str | os.PathLike[str], *, size: int | tuple[int, int] =
 
         write_quicklook(cube, store)
     return str(store)
+
+
+def synthetic_geotiff(size: int | tuple[int, int] = 64, *, bands: Sequence[str] = ("blue", "green", "red", "nir", "swir16"),
+                      seed: int = 0, band_ids: bool = True, descriptions: bool = True) -> bytes:
+    """A one-date Sentinel-2-like GeoTIFF (uint16 digital numbers = reflectance × 10000, 0 = no data), as bytes.
+
+    The pixels are :func:`synthetic_cube`'s first date; with ``band_ids`` the band
+    descriptions are the product's ids (``B02``), else dwcube's names (``blue``); without
+    ``descriptions`` the bands are unnamed.
+
+    Examples
+    --------
+    >>> import rasterio.io
+    >>> with rasterio.io.MemoryFile(synthetic_geotiff(32)) as f, f.open() as src:
+    ...     src.count, src.dtypes[0], src.descriptions[:2], src.crs.to_epsg()
+    (5, 'uint16', ('B02', 'B03'), 32633)
+    """
+    import rasterio
+    import rasterio.io
+
+    cube = synthetic_cube(size, 1, bands=bands, seed=seed)
+    ids = _s2_band_ids()
+    gbox = cube.odc.geobox
+    dn = np.stack([np.nan_to_num(np.clip(cube[b].values[0] * 10000, 1, 65535), nan=0).astype(np.uint16) for b in bands])
+    with rasterio.io.MemoryFile() as mem:
+        with mem.open(driver="GTiff", width=gbox.width, height=gbox.height, count=len(bands), dtype="uint16",
+                      crs=str(gbox.crs), transform=gbox.affine, nodata=0) as dst:
+            dst.write(dn)
+            if descriptions:
+                for i, b in enumerate(bands, start=1):
+                    dst.set_band_description(i, ids[b] if band_ids else b)
+            dst.update_tags(TIFFTAG_DATETIME=str(cube["time"].values[0])[:19].replace("-", ":").replace("T", " "))
+        return bytes(mem.read())

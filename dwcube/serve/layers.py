@@ -28,7 +28,8 @@ b'\\x89PNG'
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ import xarray as xr
 from ..classes import COLORS, NODATA_LABEL
 
 __all__ = ["LayerError", "TileOutOfRangeError", "TileOutsideArchiveError", "LAYERS", "zoom_range",
-           "native_tiles", "layer_raster", "archive_tile", "label_colormap"]
+           "native_tiles", "layer_raster", "derived_layers", "archive_tile", "label_colormap"]
 
 #: The layer names a tile request may ask for (``probability/CLASS`` takes a class name).
 LAYERS: tuple[str, ...] = ("label", "probability/{class}", "smoothed", "change_date", "rgb")
@@ -138,6 +139,8 @@ def _date_index(ds: xr.Dataset, date: int | str) -> int:
     times = np.asarray(ds["time"].values).astype("datetime64[us]")
     text = str(date)
     try:
+        if not re.match(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$", text):
+            raise ValueError(text)
         want = np.datetime64(text)
     except ValueError:
         raise LayerError(f"date {text!r} is not an ISO date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS); "
@@ -160,8 +163,8 @@ def _with_grid(data: xr.DataArray, ds: xr.Dataset) -> xr.DataArray:
     return data.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim)
 
 
-def layer_raster(ds: xr.Dataset, layer: str, date: int | str, *,
-                 quicklook: xr.DataArray | None = None) -> tuple[xr.DataArray, str]:
+def layer_raster(ds: xr.Dataset, layer: str, date: int | str, *, quicklook: xr.DataArray | None = None,
+                 derived: Mapping[str, xr.DataArray] | None = None) -> tuple[xr.DataArray, str]:
     """The lazy 2-D raster ``(y, x)`` of one layer and date, and its kind.
 
     Parameters
@@ -174,6 +177,8 @@ def layer_raster(ds: xr.Dataset, layer: str, date: int | str, *,
         Index into the archive's dates, or an ISO date that names one of them.
     quicklook
         The archive's RGB quicklook (:func:`dwcube.serve.quicklook.open_quicklook`), for ``rgb``.
+    derived
+        :func:`derived_layers` already computed (a server keeps them in memory); default: lazily here.
 
     Returns
     -------
@@ -199,37 +204,62 @@ def layer_raster(ds: xr.Dataset, layer: str, date: int | str, *,
     ...     raster.dims, str(raster.dtype), kind
     (('y', 'x'), 'float32', 'ramp')
     """
-    t = _date_index(ds, date)
     classes = [str(c) for c in ds["class"].values]
+    known = layer in ("label", "smoothed", "change_date", "rgb")
+    if not known and not layer.startswith("probability/"):
+        raise LayerError(f"unknown layer {layer!r}; the layers are label, probability/CLASS, smoothed, "
+                         "change_date and rgb")
+    if layer.startswith("probability/") and layer.split("/", 1)[1] not in classes:
+        raise LayerError(f"unknown class {layer.split('/', 1)[1]!r} in layer {layer!r}; the classes are "
+                         f"{', '.join(classes)}")
+    if layer == "rgb" and quicklook is None:
+        raise LayerError("this archive keeps no RGB quicklook; write one with "
+                         "dwcube.serve.quicklook.write_quicklook(cube, store)")
+    t = _date_index(ds, date)
+    derived = derived if derived is not None else {}
     if layer == "label":
         return _with_grid(ds.label.isel(time=t), ds), "label"
     if layer.startswith("probability/"):
-        name = layer.split("/", 1)[1]
-        if name not in classes:
-            raise LayerError(f"unknown class {name!r} in layer {layer!r}; the classes are {', '.join(classes)}")
-        return _with_grid(ds.probability.isel(time=t, **{"class": classes.index(name)}), ds), "ramp"
+        k = classes.index(layer.split("/", 1)[1])
+        return _with_grid(ds.probability.isel(time=t, **{"class": k}), ds), "ramp"
     if layer == "smoothed":
-        from ..probability import label
-        from ..temporal import smooth
-
-        return _with_grid(label(smooth(ds.probability)).isel(time=t), ds), "label"
+        smoothed = derived.get("smoothed")
+        if smoothed is None:
+            smoothed = derived_layers(ds)["smoothed"]
+        return _with_grid(smoothed.isel(time=t), ds), "label"
     if layer == "change_date":
-        from ..change import changes
-
-        when = changes(ds.probability).change_date
+        when = derived.get("change_date")
+        if when is None:
+            when = derived_layers(ds)["change_date"]
         now = ds["time"].values[t]
         age = ((now - when) / np.timedelta64(1, "D")).astype(np.float32)
         return _with_grid(age.where(age >= 0), ds), "age"
-    if layer == "rgb":
-        if quicklook is None:
-            raise LayerError("this archive keeps no RGB quicklook; write one with "
-                             "dwcube.serve.quicklook.write_quicklook(cube, store)")
-        when = ds["time"].values[t]
-        if when not in quicklook["time"].values:
-            raise LayerError(f"the archive's quicklook has no image for {str(when)[:19]}")
-        return quicklook.sel(time=when), "rgb"
-    raise LayerError(f"unknown layer {layer!r}; the layers are label, probability/CLASS, smoothed, "
-                     "change_date and rgb")
+    assert quicklook is not None
+    when = ds["time"].values[t]
+    if when not in quicklook["time"].values:
+        raise LayerError(f"the archive's quicklook has no image for {str(when)[:19]}")
+    return quicklook.sel(time=when), "rgb"
+
+
+def derived_layers(ds: xr.Dataset) -> dict[str, xr.DataArray]:
+    """The layers computed from the probabilities, lazily: ``smoothed`` (label of the HMM-smoothed
+    cube, ``(time, y, x)`` uint8) and ``change_date`` (``(y, x)`` datetime64, NaT = no change).
+
+    Examples
+    --------
+    >>> from dwcube.archive import open_archive
+    >>> from dwcube.testing import tiny_archive
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     layers = derived_layers(open_archive(tiny_archive(d + "/a.zarr", size=32, dates=2)))
+    ...     layers["smoothed"].dims, str(layers["change_date"].dtype)
+    (('time', 'y', 'x'), 'datetime64[ns]')
+    """
+    from ..change import changes
+    from ..probability import label
+    from ..temporal import smooth
+
+    return {"smoothed": label(smooth(ds.probability)), "change_date": changes(ds.probability).change_date}
 
 
 @dataclass(frozen=True)
@@ -261,14 +291,15 @@ def _check_tile(ds: xr.Dataset, z: int, x: int, y: int) -> None:
 
 
 def archive_tile(ds: xr.Dataset, layer: str, date: int | str, z: int, x: int, y: int, *,
-                 tilesize: int = 256, quicklook: xr.DataArray | None = None) -> bytes:
+                 tilesize: int = 256, quicklook: xr.DataArray | None = None,
+                 derived: Mapping[str, xr.DataArray] | None = None) -> bytes:
     """One Web-Mercator XYZ tile of a layer and date, as a PNG (transparent where no data).
 
     Parameters
     ----------
     ds
         An archive from :func:`dwcube.archive.open_archive`.
-    layer, date, quicklook
+    layer, date, quicklook, derived
         As for :func:`layer_raster`.
     z, x, y
         The tile (``WebMercatorQuad``: x from the west, y from the north).
@@ -307,7 +338,7 @@ def archive_tile(ds: xr.Dataset, layer: str, date: int | str, z: int, x: int, y:
     from rio_tiler.io.xarray import XarrayReader
 
     _check_tile(ds, z, x, y)
-    raster, kind = layer_raster(ds, layer, date, quicklook=quicklook)
+    raster, kind = layer_raster(ds, layer, date, quicklook=quicklook, derived=derived)
     classes = [str(c) for c in ds["class"].values]
     if kind == "label":
         raster = raster.rio.write_nodata(NODATA_LABEL)
