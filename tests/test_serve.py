@@ -377,6 +377,23 @@ def test_bad_uploads_get_400_or_413(server: dict[str, Any]) -> None:
     assert httpx.get(server["base"] + "/api/health").json()["ok"] is True
 
 
+def test_first_tile_requests_at_once_all_render(store: str, ds: Any) -> None:
+    """Regression: the first tile requests of a fresh server, arriving together (as a map sends
+    them), imported rio-tiler concurrently and all but one failed with 500 (ImportError)."""
+    from dwcube.serve.layers import native_tiles, zoom_range
+
+    proc, base, _port = _start([sys.executable, "-c", _SERVER, store, "{port}", "300"])
+    try:
+        date = str(ds["time"].values[0])[:10]
+        tiles = native_tiles(ds, zoom_range(ds)[1] + 2)
+        with concurrent.futures.ThreadPoolExecutor(len(tiles)) as pool:
+            statuses = list(pool.map(lambda t: httpx.get(f"{base}/api/demo/tiles/label/{date}/{t[0]}/{t[1]}/{t[2]}.png",
+                                                         timeout=60).status_code, tiles))
+        assert statuses == [200] * len(tiles)
+    finally:
+        _stop(proc)
+
+
 def test_stores_come_from_the_server_not_the_request(tmp_path: Path, store: str) -> None:
     from dwcube.serve.web import archive_name, open_served
 

@@ -203,6 +203,12 @@ def create_app(stores: Sequence[str | os.PathLike[str]], *, models: Mapping[str,
     from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
 
+    # import the tile stack now: its first import from several request threads at once races
+    # (rio_tiler.io's circular import raises ImportError in all but one of them)
+    import morecantile  # noqa: F401
+    import rio_tiler.colormap  # noqa: F401
+    import rio_tiler.io.xarray  # noqa: F401
+
     archives = open_served(stores)
     if models is None:
         from ..models.registry import list_entries
