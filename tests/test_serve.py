@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -481,7 +482,8 @@ def _loaded_tiles(pg: Any, pane: str = "before") -> list[str]:
         const imgs = [...document.querySelectorAll('.tiles-{pane} img.leaflet-tile')];
         return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth === 256);
     }}""", timeout=60_000)
-    return pg.eval_on_selector_all(f".tiles-{pane} img.leaflet-tile", "els => els.map(e => e.src)")
+    pg.wait_for_timeout(400)  # let Leaflet's 200 ms tile fade-in finish before any screenshot
+    return [unquote(s) for s in pg.eval_on_selector_all(f".tiles-{pane} img.leaflet-tile", "els => els.map(e => e.src)")]
 
 
 def test_page_shows_the_map_slides_dates_and_charts_a_pixel(page: Any, server: dict[str, Any], ds: Any,
