@@ -1540,12 +1540,14 @@ def tiny_archive(store: str | os.PathLike[str], *, size: int | tuple[int, int] =
 
 
 def synthetic_geotiff(size: int | tuple[int, int] = 64, *, bands: Sequence[str] = ("blue", "green", "red", "nir", "swir16"),
-                      seed: int = 0, band_ids: bool = True, descriptions: bool = True) -> bytes:
+                      seed: int = 0, band_ids: bool = True, descriptions: bool = True,
+                      elevation: bool = False) -> bytes:
     """A one-date Sentinel-2-like GeoTIFF (uint16 digital numbers = reflectance × 10000, 0 = no data), as bytes.
 
     The pixels are :func:`synthetic_cube`'s first date; with ``band_ids`` the band
     descriptions are the product's ids (``B02``), else dwcube's names (``blue``); without
-    ``descriptions`` the bands are unnamed.
+    ``descriptions`` the bands are unnamed.  ``elevation`` adds a last band ``elevation``
+    (metres, 300–700, as uint16) for models that take it.
 
     Examples
     --------
@@ -1560,13 +1562,18 @@ def synthetic_geotiff(size: int | tuple[int, int] = 64, *, bands: Sequence[str] 
     cube = synthetic_cube(size, 1, bands=bands, seed=seed)
     ids = _s2_band_ids()
     gbox = cube.odc.geobox
-    dn = np.stack([np.nan_to_num(np.clip(cube[b].values[0] * 10000, 1, 65535), nan=0).astype(np.uint16) for b in bands])
+    dn = [np.nan_to_num(np.clip(cube[b].values[0] * 10000, 1, 65535), nan=0).astype(np.uint16) for b in bands]
+    names = [ids[b] if band_ids else b for b in bands]
+    if elevation:
+        yy, xx = np.mgrid[0:gbox.height, 0:gbox.width] / max(gbox.shape)
+        dn.append((500 + 200 * np.sin(3 * xx + 1) * np.cos(2 * yy)).astype(np.uint16))
+        names.append("elevation")
     with rasterio.io.MemoryFile() as mem:
-        with mem.open(driver="GTiff", width=gbox.width, height=gbox.height, count=len(bands), dtype="uint16",
+        with mem.open(driver="GTiff", width=gbox.width, height=gbox.height, count=len(dn), dtype="uint16",
                       crs=str(gbox.crs), transform=gbox.affine, nodata=0) as dst:
-            dst.write(dn)
+            dst.write(np.stack(dn))
             if descriptions:
-                for i, b in enumerate(bands, start=1):
-                    dst.set_band_description(i, ids[b] if band_ids else b)
+                for i, name in enumerate(names, start=1):
+                    dst.set_band_description(i, name)
             dst.update_tags(TIFFTAG_DATETIME=str(cube["time"].values[0])[:19].replace("-", ":").replace("T", " "))
         return bytes(mem.read())

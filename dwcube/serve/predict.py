@@ -9,7 +9,8 @@ colour table) as a COG with :func:`dwcube.export.to_cog`.
 
 Digital numbers (integer bands) become reflectance as ``(DN + offset) / scale`` (Sentinel-2:
 ``scale=10000``, and ``offset=-1000`` for products of processing baseline 04.00 or later);
-the file's no-data value (0 when it declares none) is no data.  Input problems raise
+the file's no-data value (0 when it declares none) is no data.  A band named ``elevation``
+(or ``DEM``), in metres, is the elevation for models that take it (the shipped U-Net).  Input problems raise
 :class:`PredictInputError` (HTTP 400), sizes beyond the limits :class:`PredictTooLargeError`
 (HTTP 413).
 
@@ -71,14 +72,16 @@ def band_name(text: str) -> str:
 
     Examples
     --------
-    >>> band_name("B02"), band_name("b8A"), band_name("swir16")
-    ('blue', 'nir08', 'swir16')
+    >>> band_name("B02"), band_name("b8A"), band_name("swir16"), band_name("DEM")
+    ('blue', 'nir08', 'swir16', 'elevation')
     """
     key = text.strip().lower()
+    if key in ("elevation", "dem"):
+        return "elevation"
     names = _s2_names()
     if key not in names:
         raise PredictInputError(f"band {text!r} is not a Sentinel-2 band; name bands B01…B12 and B8A, or blue, green, "
-                                "red, rededge1-3, nir, nir08, nir09, cirrus, swir16, swir22")
+                                "red, rededge1-3, nir, nir08, nir09, cirrus, swir16, swir22 (and elevation, in metres)")
     return names[key]
 
 
@@ -171,6 +174,9 @@ def read_geotiff_cube(data: bytes, *, bands: Sequence[str] | None = None, level:
     for name, band in zip(names, raw, strict=True):
         values = band.astype(np.float32)
         bad = (band == nodata) | ~np.isfinite(values)
+        if name == "elevation":  # metres as stored, for models that take elevation
+            variables[name] = (("y", "x"), np.where(bad & (band != 0), np.nan, values), {"units": "m"})
+            continue
         if integer:
             values = (values + np.float32(offset)) / np.float32(scale)
         variables[name] = (("time", "y", "x"), np.where(bad, np.nan, values)[None], {"units": "1"})
@@ -217,8 +223,11 @@ def predict_cog(cube: xr.Dataset, model: Any, *, output: Literal["probability", 
 
     if output not in ("probability", "label"):
         raise PredictInputError(f"output must be probability or label, got {output!r}")
+    dem = None
+    if "elevation" in cube.data_vars:
+        dem, cube = cube[["elevation"]], cube.drop_vars("elevation")
     try:
-        prob = classify(cube, model, weights=weights, device=device, compile=False).isel(time=0).compute()
+        prob = classify(cube, model, weights=weights, device=device, compile=False, dem=dem).isel(time=0).compute()
     except MissingInputError as exc:
         raise PredictInputError(f"the image lacks inputs the model needs: {exc}") from None
     except ReflectanceScaleError as exc:
