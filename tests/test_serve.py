@@ -395,6 +395,22 @@ def test_first_tile_requests_at_once_all_render(store: str, ds: Any) -> None:
         _stop(proc)
 
 
+def test_point_series_from_the_time_chunked_copy(tmp_path: Path, store: str, ds: Any) -> None:
+    """A point read from the series copy equals the archive's; a stale copy (other dates) is not used."""
+    from dwcube.serve.quicklook import write_series_copy
+    from dwcube.serve.web import open_served
+
+    copy_store = tmp_path / "demo.zarr"
+    shutil.copytree(store, copy_store)
+    copy = write_series_copy(copy_store, chunk=16)
+    assert copy.probability.encoding["chunks"] == (4, 9, 16, 16)
+    served = open_served([copy_store])["demo"]
+    assert served.series is not None
+    np.testing.assert_array_equal(served.pixel(40, 57), ds.probability.isel(y=40, x=57).transpose("time", "class").values)
+    served.series = copy.isel(time=[0, 1, 2])  # a copy that lags the archive must not answer
+    np.testing.assert_array_equal(served.pixel(41, 57), ds.probability.isel(y=41, x=57).transpose("time", "class").values)
+
+
 def test_stores_come_from_the_server_not_the_request(tmp_path: Path, store: str) -> None:
     from dwcube.serve.web import archive_name, open_served
 

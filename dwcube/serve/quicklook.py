@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-__all__ = ["QUICKLOOK_GROUP", "quicklook_rgb", "write_quicklook", "open_quicklook"]
+__all__ = ["QUICKLOOK_GROUP", "SERIES_GROUP", "quicklook_rgb", "write_quicklook", "open_quicklook", "write_series_copy",
+           "open_series_copy"]
 
 #: Name of the quicklook's Zarr group inside an archive's store.
 QUICKLOOK_GROUP = "quicklook"
@@ -194,3 +195,70 @@ def open_quicklook(store: str | os.PathLike[str]) -> xr.DataArray | None:
     if crs:
         rgb = rgb.rio.write_crs(crs)
     return rgb.rio.set_spatial_dims(x_dim=rgb.dims[-1], y_dim=rgb.dims[-2])
+
+
+#: Name of the time-chunked copy of the probabilities inside an archive's store (fast point series).
+SERIES_GROUP = "series"
+
+
+def write_series_copy(store: str | os.PathLike[str], *, chunk: int = 32, wait: float = 0.0) -> xr.Dataset:
+    """Store a time-chunked copy of an archive's probabilities, so that a pixel's series reads few chunks.
+
+    The archive's own chunks hold one date each (writes and appends per date), so a point
+    query decodes one ``chunk² × 9`` chunk per date.  The copy (Zarr group ``series`` inside
+    the store: ``probability`` ``(time, class, y, x)`` float32, chunks all dates × all classes ×
+    ``chunk``²) holds the same values; a pixel's series is then one chunk.  The server
+    (:mod:`dwcube.serve.web`) reads points from it while its dates equal the archive's, and from
+    the archive otherwise.  Rewritten whole on each call (the archive is read once).
+
+    Parameters
+    ----------
+    store
+        The archive (a local path).
+    chunk
+        Spatial chunk of the copy in pixels.
+    wait
+        Seconds to wait for another writer of the archive.
+
+    Returns
+    -------
+    xarray.Dataset
+        The copy, opened lazily.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from dwcube.archive import open_archive
+    >>> from dwcube.testing import tiny_archive
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     copy = write_series_copy(tiny_archive(d + "/a.zarr", size=32, dates=3), chunk=16)
+    ...     copy.probability.encoding["chunks"], bool((copy.probability == open_archive(d + "/a.zarr").probability).all())
+    ((3, 9, 16, 16), True)
+    """
+    from ..archive import _write_lock, open_archive
+
+    path = str(Path(store))
+    prob = open_archive(path).probability
+    ydim, xdim = prob.dims[-2:]
+    copy = prob.chunk({"time": -1, "class": -1, ydim: chunk, xdim: chunk}).to_dataset()
+    copy = copy.drop_vars([c for c in copy.coords if c not in ("time", "class", ydim, xdim)])
+    for name in copy.variables:
+        copy[name].encoding = {}
+    copy["probability"].attrs = {"long_name": "time-chunked copy of the archive's probabilities"}
+    with _write_lock(path, wait):
+        copy.to_zarr(path, group=SERIES_GROUP, mode="w", zarr_format=3, consolidated=False)
+    return open_series_copy(path)  # type: ignore[return-value]
+
+
+def open_series_copy(store: str | os.PathLike[str]) -> xr.Dataset | None:
+    """The time-chunked copy of :func:`write_series_copy`, or ``None`` when the store has none.
+
+    Examples
+    --------
+    >>> open_series_copy("/nonexistent.zarr") is None
+    True
+    """
+    path = Path(store)
+    if not (path / SERIES_GROUP / "zarr.json").exists():
+        return None
+    return xr.open_zarr(path, group=SERIES_GROUP, zarr_format=3, consolidated=False)

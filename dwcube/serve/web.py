@@ -53,6 +53,7 @@ class ServedArchive:
     data: xr.Dataset
     info: dict[str, Any]
     quicklook: xr.DataArray | None
+    series: xr.Dataset | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     derived: dict[str, xr.DataArray] = field(default_factory=dict)
     _pixels: OrderedDict[tuple[int, int], np.ndarray] = field(default_factory=OrderedDict)
@@ -76,7 +77,10 @@ class ServedArchive:
             if hit is not None:
                 self._pixels.move_to_end(key)
                 return hit
-        values = queries.read_pixel(self.data, row, col)
+        source = self.data
+        if self.series is not None and np.array_equal(self.series["time"].values, self.data["time"].values):
+            source = self.series  # the time-chunked copy: one chunk per pixel instead of one per date
+        values = queries.read_pixel(source, row, col)
         with self._lock:
             self._pixels[key] = values
             while len(self._pixels) > queries.POINT_CACHE_SIZE:
@@ -113,7 +117,7 @@ def open_served(stores: Sequence[str | os.PathLike[str]]) -> dict[str, ServedArc
     ['demo']
     """
     from ..archive import ArchiveError, archive_info, open_archive
-    from .quicklook import open_quicklook
+    from .quicklook import open_quicklook, open_series_copy
 
     if not stores:
         raise ValueError("give at least one archive store to serve")
@@ -133,7 +137,7 @@ def open_served(stores: Sequence[str | os.PathLike[str]]) -> dict[str, ServedArc
             info = archive_info(path)
         except (ArchiveError, FileNotFoundError, KeyError) as exc:
             raise ValueError(f"{store}: not a dwcube archive ({type(exc).__name__}: {exc})") from exc
-        served = ServedArchive(name, path, ds, info, open_quicklook(path))
+        served = ServedArchive(name, path, ds, info, open_quicklook(path), open_series_copy(path))
         served.summary = queries.archive_summary(ds, name, info, quicklook=served.quicklook is not None)
         out[name] = served
     return out
