@@ -4,7 +4,7 @@ Everything runs on loopback: a uvicorn server in its own process (``dwcube.serve
 from a client in this process with ``httpx`` (one request at a time, warm: each URL once before
 the timed runs, and the server caches nothing per tile).
 
-* **tiles**: a 2560² px archive (2 dates, default 512-px chunks) of synthetic probabilities;
+* **tiles**: a 2560² px archive (2 dates, 256-px chunks) of synthetic probabilities;
   ``label`` tiles chosen to overlap exactly 1, 4 and 16 archive chunks (at three zooms), against
   reading the same archive window of the label straight from the store with
   ``xr.open_zarr(store).label[t, rows, cols].values`` (decode only; no reprojection, no PNG).
@@ -12,7 +12,9 @@ the timed runs, and the server caches nothing per tile).
 * **points**: ``GET /api/{archive}/point`` over a 100-date archive (512² px) with 512-px and
   128-px chunks, a new pixel each request (the server's pixel cache never hits), against reading
   that pixel's series with xarray from the same store; the number of chunks a point decodes is
-  ``dates × (chunks holding the pixel)`` = 100 here, each ``chunk² × 9`` float32.
+  ``dates × (chunks holding the pixel)`` = 100 here, each ``chunk² × 9`` float32; and with the
+  time-chunked copy (:func:`dwcube.serve.quicklook.write_series_copy`, 32-px chunks of all dates),
+  one chunk (the xarray column then still reads the archive, for comparison).
 * **predict**: ``POST /api/predict`` with a 512² px 13-band L1C GeoTIFF (uint16, plus an
   ``elevation`` band for the U-Net) for each shipped model, against
   :func:`dwcube.inference.classify` on the same cube in this process; and **scale to zero**:
@@ -130,23 +132,23 @@ def chunk_window(ds: xr.Dataset, z: int, x: int, y: int) -> tuple[slice, slice, 
     r1, c1 = math.ceil(win.row_off + win.height), math.ceil(win.col_off + win.width)
     if r0 < 0 or c0 < 0 or r1 > gbox.height or c1 > gbox.width:
         return slice(0, 0), slice(0, 0), 0  # not wholly inside the archive: not a fair comparison
-    chunk = ds.label.encoding.get("chunks", (1, 512, 512))[-1] if ds.label.encoding.get("chunks") else 512
+    chunk = ds.attrs["dwcube_archive"]["encoding"]["chunk"]
     n = ((r1 - 1) // chunk - r0 // chunk + 1) * ((c1 - 1) // chunk - c0 // chunk + 1)
     return slice(r0, r1), slice(c0, c1), n
 
 
-def bench_tiles(work: Path, repeats: int, size: int) -> list[dict[str, Any]]:
+def bench_tiles(work: Path, repeats: int, size: int, chunk: int = 256) -> list[dict[str, Any]]:
     import httpx
 
     from dwcube.archive import open_archive
     from dwcube.serve.layers import native_tiles, zoom_range
 
-    store = write(work / f"tiles{size}.zarr", size, 2, 512)
+    store = write(work / f"tiles{size}-c{chunk}.zarr", size, 2, chunk)
     ds = open_archive(store)
     plain = xr.open_zarr(store, zarr_format=3)
     lo, native, hi = zoom_range(ds)
     wanted: dict[int, tuple[int, int, int, slice, slice]] = {}
-    for z in range(native + 2, lo - 1, -1):
+    for z in range(native + 2, lo - 1, -1):  # tiles wholly inside the archive, first found per chunk count
         for t in native_tiles(ds, z):
             rows, cols, n = chunk_window(ds, *t)
             if n in (1, 4, 16) and n not in wanted:
@@ -179,9 +181,17 @@ def bench_points(work: Path, repeats: int, dates: int) -> list[dict[str, Any]]:
 
     from dwcube.archive import open_archive
 
+    from dwcube.serve.quicklook import open_series_copy, write_series_copy
+
     out = []
-    for chunk in (512, 128):
+    for chunk, series in ((512, False), (128, False), (512, True)):
         store = write(work / f"points{dates}-c{chunk}.zarr", 512, dates, chunk)
+        if series and open_series_copy(store) is None:
+            write_series_copy(store, chunk=32)
+        elif not series and open_series_copy(store) is not None:
+            import shutil
+
+            shutil.rmtree(store / "series")
         ds = open_archive(store)
         plain = xr.open_zarr(store, zarr_format=3)
         rng = np.random.default_rng(chunk)
@@ -200,8 +210,9 @@ def bench_points(work: Path, repeats: int, dates: int) -> list[dict[str, Any]]:
         finally:
             proc.terminate()
             proc.wait()
-        out.append({"dates": dates, "chunk": chunk, "chunks decoded": dates,
-                    "decoded MB": dates * chunk * chunk * 9 * 4 / 1e6,
+        out.append({"dates": dates, "chunk": f"{chunk} + series copy (32)" if series else chunk,
+                    "chunks decoded": 1 if series else dates,
+                    "decoded MB": (dates * 32 * 32 * 9 * 4 if series else dates * chunk * chunk * 9 * 4) / 1e6,
                     "point median ms": 1e3 * statistics.median(serve), "point p95 ms": 1e3 * p95(serve),
                     "xarray read median ms": 1e3 * statistics.median(read),
                     "ratio": statistics.median(serve) / statistics.median(read)})

@@ -378,6 +378,7 @@ def test_bad_uploads_get_400_or_413(server: dict[str, Any]) -> None:
     assert httpx.get(server["base"] + "/api/health").json()["ok"] is True
 
 
+@pytest.mark.slow  # starts a second server process
 def test_first_tile_requests_at_once_all_render(store: str, ds: Any) -> None:
     """Regression: the first tile requests of a fresh server, arriving together (as a map sends
     them), imported rio-tiler concurrently and all but one failed with 500 (ImportError)."""
@@ -579,6 +580,7 @@ def test_page_switches_layers_swipes_and_scores_the_view(page: Any, summary: dic
 # --- the command line -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # starts a server process through the command line
 def test_dwcube_serve_command_binds_loopback(store: str) -> None:
     proc, base, port = _start([sys.executable, "-m", "dwcube", "serve", store, "--port", "{port}"])
     try:
