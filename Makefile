@@ -7,7 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := ci/constraints-cpu.txt
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench clean serve-js
+
+# The page of `dwcube serve` ships Leaflet inside the package (dwcube/serve/static/vendor/leaflet,
+# with its licence); `make serve-js` refreshes it from the npm registry at this version.
+LEAFLET_VERSION := 1.9.4
+LEAFLET_DIR := dwcube/serve/static/vendor/leaflet
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +26,22 @@ $(VENV)/.installed-test: $(VENV)/.installed-core
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[test]"
 	touch $@
 
+# The browser tests of `dwcube serve` drive Debian's chromium with Playwright (no browser
+# download): install it when missing (as root; otherwise say how, and those tests skip).
+$(VENV)/.installed-browser: $(VENV)/.installed-test
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-dejavu-core; \
+	else echo "no chromium: run 'sudo apt-get install chromium' for the browser tests (they skip meanwhile)"; fi
+	touch $@
+
 demo: $(VENV)/.installed-core
 	$(BIN)/dwcube demo
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-browser
 	$(BIN)/python -m pytest
 
-test-fast: $(VENV)/.installed-test
+test-fast: $(VENV)/.installed-browser
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(VENV)/.installed-test
@@ -39,5 +53,11 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_import.py
 
+serve-js:
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack -q leaflet@$(LEAFLET_VERSION) && tar xzf leaflet-$(LEAFLET_VERSION).tgz && \
+	cd - >/dev/null && rm -rf $(LEAFLET_DIR) && mkdir -p $(LEAFLET_DIR) && \
+	cp -r $$tmp/package/dist/leaflet.js $$tmp/package/dist/leaflet.css $$tmp/package/dist/images $$tmp/package/LICENSE $(LEAFLET_DIR)/ && \
+	rm -rf $$tmp && echo "Leaflet $(LEAFLET_VERSION) from npm in $(LEAFLET_DIR)"
+
 clean:
-	rm -rf $(VENV) dwcube-demo
+	rm -rf $(VENV) dwcube-demo test-artifacts

@@ -36,6 +36,10 @@ Commands
     A stratified random sample of a label map (an archive date or a GeoTIFF) written as
     GeoParquet/GeoJSON/CSV for labelling; the labelled file back to accuracy and class
     areas with 95 % confidence intervals (see :mod:`dwcube.accuracy`).
+``dwcube serve STORE [STORE ...] [--host 127.0.0.1] [--port 8000]``
+    The web app over archives (map with a date slider, layers, a pixel's probability
+    chart, before/after swipe, area scorecard; API at ``/docs``) and ``POST /api/predict``
+    (see :mod:`dwcube.serve`); loopback only unless ``--host`` says otherwise.
 ``dwcube weights list | fetch NAME | verify NAME``
     Registered models and their pinned weights: list them, download them into the
     user cache (hash-checked), or check a local copy.
@@ -655,6 +659,14 @@ def build_parser() -> argparse.ArgumentParser:
     aes.add_argument("--out", help="also write the table to this CSV file")
     aes.add_argument("--plot", help="also draw the areas to this PNG (and the error matrix to NAME_matrix.png)")
 
+    sv = sub.add_parser("serve", help="web app over archives (map, pixel chart, areas) and a prediction service")
+    sv.add_argument("stores", nargs="+", metavar="STORE", help="archives to serve, each named by its folder name")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=_positive_int, default=8000, help="port to listen on (default 8000)")
+    sv.add_argument("--weights", help="weights folder of the prediction models (default: the usual search)")
+    sv.add_argument("--predict-idle", type=_positive_float, default=300.0,
+                    help="seconds without a prediction after which its network is freed (default 300)")
+
     from .train import cli as train_cli
 
     train_cli.add_parser(sub)
@@ -711,6 +723,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _weights_command(args)
         elif args.command == "train":
             return train_cli.run(args)
+        elif args.command == "serve":
+            from .serve import serve
+
+            serve(args.stores, host=args.host, port=args.port, weights=args.weights, predict_idle=args.predict_idle)
     except Exception as exc:  # a clear one-line error for the shell, the traceback for --debug users
         print(f"dwcube {args.command}: error: {type(exc).__name__}: {cli_words(str(exc))}", file=sys.stderr)
         return 1

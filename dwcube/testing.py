@@ -53,6 +53,8 @@ from .loopback import RangeRequestHandler, ServerStats, free_port, serve_directo
 
 __all__ = [
     "synthetic_probability_series",
+    "tiny_archive",
+    "synthetic_geotiff",
     "write_cog",
     "truncate_cog",
     "RasterInfo",
@@ -1573,3 +1575,86 @@ def synthetic_probability_series(
     if chunks:
         da = da.chunk({"time": -1, "class": -1, "y": chunks, "x": chunks})
     return da, truth
+
+
+# -- a small archive made by code (the web server's tests and doctests) -------------------------
+
+
+def tiny_archive(store: str | os.PathLike[str], *, size: int | tuple[int, int] = 64, dates: int = 3, seed: int = 0,
+                 chunk: int = 512, quicklook: bool = False, nodata_fraction: float = 0.0) -> str:
+    """Write a small archive: :func:`synthetic_cube` classified by :data:`TINY_MODEL` (CPU).
+
+    Parameters
+    ----------
+    store
+        Path of the new archive (replaced if it exists).
+    size, dates, seed, nodata_fraction
+        As for :func:`synthetic_cube`.
+    chunk
+        The archive's spatial chunk (:class:`dwcube.archive.ArchiveEncoding`).
+    quicklook
+        Also keep the RGB quicklook (:func:`dwcube.serve.quicklook.write_quicklook`).
+
+    Returns
+    -------
+    str
+        The store's path.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from dwcube.archive import open_archive
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     open_archive(tiny_archive(d + "/a.zarr", size=32, dates=2)).probability.shape
+    (2, 9, 32, 32)
+    """
+    from .archive import ArchiveEncoding, write_archive
+    from .inference import classify
+
+    cube = synthetic_cube(size, dates, seed=seed, nodata_fraction=nodata_fraction)
+    write_archive(classify(cube, TINY_MODEL, device="cpu"), store, mode="w", encoding=ArchiveEncoding(chunk=chunk))
+    if quicklook:
+        from .serve.quicklook import write_quicklook
+
+        write_quicklook(cube, store)
+    return str(store)
+
+
+def synthetic_geotiff(size: int | tuple[int, int] = 64, *, bands: Sequence[str] = ("blue", "green", "red", "nir", "swir16"),
+                      seed: int = 0, band_ids: bool = True, descriptions: bool = True,
+                      elevation: bool = False) -> bytes:
+    """A one-date Sentinel-2-like GeoTIFF (uint16 digital numbers = reflectance × 10000, 0 = no data), as bytes.
+
+    The pixels are :func:`synthetic_cube`'s first date; with ``band_ids`` the band
+    descriptions are the product's ids (``B02``), else dwcube's names (``blue``); without
+    ``descriptions`` the bands are unnamed.  ``elevation`` adds a last band ``elevation``
+    (metres, 300–700, as uint16) for models that take it.
+
+    Examples
+    --------
+    >>> import rasterio.io
+    >>> with rasterio.io.MemoryFile(synthetic_geotiff(32)) as f, f.open() as src:
+    ...     src.count, src.dtypes[0], src.descriptions[:2], src.crs.to_epsg()
+    (5, 'uint16', ('B02', 'B03'), 32633)
+    """
+    import rasterio
+    import rasterio.io
+
+    cube = synthetic_cube(size, 1, bands=bands, seed=seed)
+    ids = _s2_band_ids()
+    gbox = cube.odc.geobox
+    dn = [np.nan_to_num(np.clip(cube[b].values[0] * 10000, 1, 65535), nan=0).astype(np.uint16) for b in bands]
+    names = [ids[b] if band_ids else b for b in bands]
+    if elevation:
+        yy, xx = np.mgrid[0:gbox.height, 0:gbox.width] / max(gbox.shape)
+        dn.append((500 + 200 * np.sin(3 * xx + 1) * np.cos(2 * yy)).astype(np.uint16))
+        names.append("elevation")
+    with rasterio.io.MemoryFile() as mem:
+        with mem.open(driver="GTiff", width=gbox.width, height=gbox.height, count=len(dn), dtype="uint16",
+                      crs=str(gbox.crs), transform=gbox.affine, nodata=0) as dst:
+            dst.write(np.stack(dn))
+            if descriptions:
+                for i, name in enumerate(names, start=1):
+                    dst.set_band_description(i, name)
+            dst.update_tags(TIFFTAG_DATETIME=str(cube["time"].values[0])[:19].replace("-", ":").replace("T", " "))
+        return bytes(mem.read())
