@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := ci/constraints-cpu.txt
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast docs docs-clean bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +21,28 @@ $(VENV)/.installed-test: $(VENV)/.installed-core
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[test]"
 	touch $@
 
+$(VENV)/.installed-docs: $(VENV)/.installed-core
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[docs]"
+	touch $@
+
 demo: $(VENV)/.installed-core
 	$(BIN)/dwcube demo
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test docs
 	$(BIN)/python -m pytest
 
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m "not slow"
+
+# The documentation site, offline, into docs/_build/html (index.html); warnings are errors
+# (-W, nitpicky: a broken cross-reference fails), notebooks are executed (cached by their code
+# in docs/_build/.jupyter_cache; `make docs-clean` forgets everything).
+docs: $(VENV)/.installed-docs
+	$(BIN)/python -m sphinx -b html -W --keep-going -n -q docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
+docs-clean:
+	rm -rf docs/_build docs/_generated docs/api/generated
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_load.py
@@ -40,4 +54,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_import.py
 
 clean:
-	rm -rf $(VENV) dwcube-demo
+	rm -rf $(VENV) dwcube-demo docs/_build docs/_generated docs/api/generated
