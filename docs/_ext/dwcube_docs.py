@@ -115,15 +115,14 @@ def _candidates(target: str, current_module: str | None, refdoc: str) -> list[st
     * A re-exported name (``dwcube.sensors.MaskSpec``) is documented where it is defined
       (``dwcube.sensors.base.MaskSpec``).
     """
+    import types
+
     import dwcube
 
     out = []
-    module, _, name = target.rpartition(".")
-    if module in ("dwcube.load", "dwcube.composite") and name in dwcube.__all__:
-        out.append(f"dwcube.{name}")
     page = refdoc.rpartition("/")[2]
     documented = _import(page) if refdoc.startswith("api/generated/") else None
-    home = getattr(documented, "__module__", None)
+    home = documented.__name__ if isinstance(documented, types.ModuleType) else getattr(documented, "__module__", None)
     if home and "." not in target:
         out.append(f"{home}.{target}")
     for name in (target, f"{current_module}.{target}" if current_module else None,
@@ -132,7 +131,11 @@ def _candidates(target: str, current_module: str | None, refdoc: str) -> list[st
         qualname = getattr(obj, "__qualname__", None)
         if obj is not None and qualname and getattr(obj, "__module__", None):
             out.append(f"{obj.__module__}.{qualname}")
-    return [c for c in out if c != target]
+    for cand in list(out) + [target]:
+        module, _, name = cand.rpartition(".")
+        if module in ("dwcube.load", "dwcube.composite") and name in dwcube.__all__:
+            out.append(f"dwcube.{name}")
+    return [c for c in dict.fromkeys(out) if c != target]
 
 
 def _resolve_elsewhere(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:

@@ -29,6 +29,8 @@ def setup(notebook: str, title: str, order: int) -> Path | None:
     from IPython.display import Markdown, display
 
     _context.update(notebook=notebook, title=title, order=order, count=0)
+    for old in GALLERY.glob(f"{notebook}-*"):  # figures of an earlier run of this notebook
+        old.unlink()
     shared = shared_dir()
     if shared is None:
         display(Markdown(f"```{{warning}}\n{NOTE}\n```"))
