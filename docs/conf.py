@@ -66,6 +66,7 @@ autosummary_ignore_module_all = True
 autodoc_default_options = {"member-order": "bysource"}
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
+python_maximum_signature_line_length = 88  # one parameter per line in long signatures
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
@@ -95,12 +96,14 @@ html_css_files = ["dwcube.css"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "header_links_before_dropdown": 6,
+    "header_links_before_dropdown": 5,
     "navbar_align": "left",
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
     "secondary_sidebar_items": ["page-toc"],
 }
-html_sidebars = {"changelog": [], "model-card": []}
+# pages without sub-pages need no left sidebar
+html_sidebars = {page: [] for page in ("installation", "notebooks/getting-started", "gallery", "model-card",
+                                       "design", "contributing", "changelog")}
 html_show_sourcelink = False
 html_last_updated_fmt = None

@@ -49,12 +49,14 @@ _context: dict[str, Any] = {}
 
 
 def _cell_code() -> str:
-    """The code of the cell being run (IPython's ``In`` history), without ``keep(...)`` lines."""
+    """The code of the cell being run (IPython's ``In`` history), up to its final ``keep(...)`` call."""
     from IPython import get_ipython
 
     ip = get_ipython()
     code = ip.user_ns["In"][-1] if ip is not None and ip.user_ns.get("In") else ""
-    return "\n".join(line for line in code.splitlines() if not re.match(r"\s*keep\(", line)).strip()
+    lines = code.splitlines()
+    ends = [i for i, line in enumerate(lines) if re.match(r"keep\(", line)]  # keep(...) ends a cell
+    return "\n".join(lines[:ends[0]] if ends else lines).strip()
 
 
 def keep(fig_or_path: Any, name: str, title: str, caption: str, *, label: str) -> Any:
