@@ -85,6 +85,7 @@ nb_execution_timeout = 900
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # the notebooks display MyST admonitions (the note without ../shared)
 nb_kernel_rgx_aliases = {".*": "python3"}
 nb_ipywidgets_js: dict[str, dict[str, str]] = {}
 
