@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := ci/constraints-cpu.txt
 
-.PHONY: demo test test-fast bench clean serve-js
+.PHONY: demo test test-fast docs docs-clean bench clean serve-js
 
 # The page of `dwcube serve` ships Leaflet inside the package (dwcube/serve/static/vendor/leaflet,
 # with its licence); `make serve-js` refreshes it from the npm registry at this version.
@@ -35,14 +35,28 @@ $(VENV)/.installed-browser: $(VENV)/.installed-test
 	else echo "no chromium: run 'sudo apt-get install chromium' for the browser tests (they skip meanwhile)"; fi
 	touch $@
 
+$(VENV)/.installed-docs: $(VENV)/.installed-core
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[docs]"
+	touch $@
+
 demo: $(VENV)/.installed-core
 	$(BIN)/dwcube demo
 
-test: $(VENV)/.installed-browser
+test: $(VENV)/.installed-browser docs
 	$(BIN)/python -m pytest
 
 test-fast: $(VENV)/.installed-browser
 	$(BIN)/python -m pytest -m "not slow"
+
+# The documentation site, offline, into docs/_build/html (index.html); warnings are errors
+# (-W, nitpicky: a broken cross-reference fails), notebooks are executed (cached by their code
+# in docs/_build/.jupyter_cache; `make docs-clean` forgets everything).
+docs: $(VENV)/.installed-docs
+	$(BIN)/python -m sphinx -b html -W --keep-going -n -q docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
+docs-clean:
+	rm -rf docs/_build docs/_generated docs/api/generated
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_load.py
@@ -60,4 +74,4 @@ serve-js:
 	rm -rf $$tmp && echo "Leaflet $(LEAFLET_VERSION) from npm in $(LEAFLET_DIR)"
 
 clean:
-	rm -rf $(VENV) dwcube-demo test-artifacts
+	rm -rf $(VENV) dwcube-demo test-artifacts docs/_build docs/_generated docs/api/generated

@@ -26,7 +26,7 @@ Faces
 * :func:`compute` / ``ds.lulc.indices([...])`` on a reflectance Dataset, with
   sensor-aware band choice.
 
-Dask graphs reach the kernels through module-level functions (:func:`_block`):
+Dask graphs reach the kernels through module-level functions (``_block``):
 a Numba ufunc placed in a task is pickled by value and recompiled on every
 worker task.
 """

@@ -256,7 +256,7 @@ class DynamicWorldNet(nn.Module):
 def build_dynamic_world(direction: Direction = "forward") -> DynamicWorldNet:
     """A Dynamic World network in evaluation mode, with random weights.
 
-    Use :func:`dwcube.models.registry.get_model` for one with the official weights.
+    Use :func:`dwcube.models.registry.load_model` for one with the official weights.
 
     Examples
     --------

@@ -349,7 +349,7 @@ def patch_sets(shared: Path, cache: Path, *, patch: int = 96, dates_per_sample: 
 SHIPPED_CONFIG_STEPS = 3000
 #: Temperature the teacher's probabilities are sharpened with (:func:`dwcube.train.loop.sharpen`).
 SHIPPED_TARGET_TEMPERATURE = 0.3
-#: Scale of the default radiometric augmentation (:meth:`AugmentParams.scaled`).
+#: Scale of the default radiometric augmentation (:meth:`~dwcube.train.augment.AugmentParams.scaled`).
 SHIPPED_RADIOMETRIC = 0.5
 #: Seed of the shipped run: seeds 0 and 1 were trained, 1 had the better validation scores.
 SHIPPED_SEED = 1
