@@ -1,5 +1,7 @@
 # Set-up and entry points. `make demo` and `make test` are the README's two
 # commands: each creates .venv on first use and installs what it needs.
+# ci/constraints-cpu.txt pins PyTorch's CPU build (a plain `pip install dwcube` from
+# PyPI would pull the CUDA build, ~3 GB); users without a GPU: see README, "Installing".
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -35,6 +37,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_clouds.py
 	$(BIN)/python benchmarks/bench_dynamic_world.py $(if $(DWCUBE_TF_PYTHON),--tf-python $(DWCUBE_TF_PYTHON))
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_import.py
 
 clean:
 	rm -rf $(VENV) dwcube-demo

@@ -4,7 +4,7 @@ On a reflectance cube (Dataset): ``indices``, ``elevation``, ``model_inputs``,
 ``cloud_probability``, ``cloud_mask`` and ``classify``.  On a probability cube
 (DataArray, or a Dataset holding ``probability`` such as an archive): ``label``,
 ``confidence``, ``composite`` and ``area``; on the DataArray also ``smooth``,
-``filter_update``, ``flicker``, ``changes`` and ``to_archive``.
+``filter_update``, ``flicker``, ``changes``, ``to_archive`` and ``to_cog``.
 
 Examples
 --------
@@ -195,8 +195,8 @@ class LulcArrayAccessor:
         return composite(self._da, period, **kwargs)
 
     def area(self, unit: str = "km2", **kwargs: Any) -> xr.DataArray:
-        """Area of each class per date (and polygon) of a probability or label cube; see
-        :func:`dwcube.stats.class_area`.
+        """Area of each class per date (and polygon) of a probability or label cube: the labelled
+        area by default, ``method="expected"`` for probability × area; see :func:`dwcube.stats.class_area`.
 
         Examples
         --------
@@ -264,3 +264,15 @@ class LulcArrayAccessor:
         from .archive import write_archive
 
         return write_archive(self._da, store, **kwargs)
+
+    def to_cog(self, path: Any, **kwargs: Any) -> Any:
+        """One date of a label or of the probabilities as a Cloud-Optimised GeoTIFF (colour table
+        and class names for a label); see :func:`dwcube.export.to_cog`.
+
+        Examples
+        --------
+        >>> ds.label.sel(time="2024-05-17").lulc.to_cog("label.tif")  # doctest: +SKIP
+        """
+        from .export import to_cog
+
+        return to_cog(self._da, path, **kwargs)

@@ -62,6 +62,8 @@ from .temporal import (
     _check_values,
     _posterior_tkn,
     _validate,
+    _with_coords,
+    spatial_dims,
 )
 
 __all__ = ["changes"]
@@ -222,7 +224,8 @@ def changes(probability: xr.DataArray, *, from_classes: str | int | Sequence[str
     Returns
     -------
     xarray.Dataset
-        Over ``(y, x)`` (the input's chunks), fit for Zarr and plotting:
+        Over the input's spatial dims (``(y, x)`` or ``(latitude, longitude)``; its chunks and
+        coordinates, ``spatial_ref`` included), fit for Zarr and plotting:
         ``change_date`` datetime64[ns] (= ``first_after``; NaT: no change),
         ``last_before`` and ``first_after`` datetime64[ns] (the dating bracket),
         ``from_class`` and ``to_class`` uint8 (255: none; CF ``flag_values`` /
@@ -264,7 +267,7 @@ def changes(probability: xr.DataArray, *, from_classes: str | int | Sequence[str
         dask="parallelized", output_dtypes=["datetime64[ns]", "datetime64[ns]", np.uint8, np.uint8, np.float32],
         keep_attrs=False, kwargs=kwargs,
     )
-    pix = [d for d in probability.dims if d in ("y", "x")]
+    pix = list(spatial_dims(probability))
     flags = {"flag_values": list(range(len(names))), "flag_meanings": " ".join(names),
              "flag_colors": " ".join(COLORS.get(c, "#000000") for c in names), "nodata": NODATA_LABEL}
     ds = xr.Dataset({
@@ -279,6 +282,7 @@ def changes(probability: xr.DataArray, *, from_classes: str | int | Sequence[str
     })
     ds = ds.drop_vars([c for c in ds.coords if c == "time" or "time" in ds[c].dims or c == "class"],
                       errors="ignore")
+    ds = _with_coords(ds, probability)  # spatial_ref with its CRS
     prov = {k: v for k, v in probability.attrs.items() if k not in ("long_name", "units")}
     if not smoothed:
         prov.update({"temporal_method": "hmm-forward-backward", "temporal_transition_model": model.to_json(),

@@ -4,9 +4,10 @@ L1C products carry no scene classification, and Dynamic World labels missed clou
 ``snow_and_ice`` and missed shadows as ``water``.  This module follows Dynamic World's
 own masking recipe (Google's Earth Engine example ``Sentinel2CloudAndShadow.js``):
 
-1. **cloud probability** from the s2cloudless LightGBM model (Sentinel Hub; the
-   ``s2cloudless`` package, CC-BY-SA-4.0) on ten L1C bands, per pixel on the cube's grid —
-   or a catalogue's own cloud-probability asset when the cube has one;
+1. **cloud probability** from the s2cloudless LightGBM model (Sinergise / Sentinel Hub,
+   CC-BY-SA-4.0; its model file ships with dwcube in ``dwcube/data/s2cloudless/``, see the
+   NOTICE there) on ten L1C bands, per pixel on the cube's grid — or a catalogue's own
+   cloud-probability asset when the cube has one;
 2. **cloud** where probability > 65 % and the cloud displacement index (Frantz et al.
    2018) < −0.5, or where the cirrus band B10 > 0.01;
 3. **morphology**: erosion by 60 m then dilation by 320 m (EE ``focal_min(3)`` and
@@ -14,6 +15,13 @@ own masking recipe (Google's Earth Engine example ``Sentinel2CloudAndShadow.js``
 4. **shadows**: every pixel up to 5 km from a cloud in the direction away from the sun
    (the scene's solar azimuth; with ``cloud_heights`` and the zenith, only the distances
    ``h·tan(zenith)`` those heights cast).
+
+Every window and distance is in metres on the ground, converted per axis with the grid's
+true pixel size and north/east directions (:func:`ground_geometry`, geodesics at the grid's
+centre): on a latitude/longitude grid, whose pixels are taller than wide away from the
+equator, the buffer is a disk on the ground and the shadows fall the right distance towards
+the anti-solar azimuth, as on UTM.  Pixels without data count as missing, never as clear
+ground next to a cloud.
 
 Everything is lazy and chunk-invariant (``map_overlap`` with the exact context each step
 needs).  Every threshold is a field of :class:`CloudMaskParams` with the published default.
@@ -28,14 +36,17 @@ Examples
 from __future__ import annotations
 
 import functools
-import importlib.util
+import hashlib
+import lzma
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import dask.array as da
 import numba
 import numpy as np
+import odc.geo.xr  # noqa: F401 - registers .odc (used here) now that `import dwcube` is lazy
 import xarray as xr
 from scipy import ndimage
 
@@ -46,10 +57,12 @@ __all__ = [
     "CLOUD_BANDS",
     "S2CLOUDLESS_BANDS",
     "CloudMaskParams",
+    "GroundGeometry",
     "MissingBandsError",
     "cloud_displacement_index",
     "cloud_mask",
     "cloud_probability",
+    "ground_geometry",
     "project_shadows",
 ]
 
@@ -58,7 +71,11 @@ S2CLOUDLESS_BANDS: tuple[str, ...] = ("coastal", "blue", "red", "rededge1", "nir
                                       "swir16", "swir22")
 #: Every band the full recipe reads (s2cloudless, plus B07 for the displacement index).
 CLOUD_BANDS: tuple[str, ...] = S2CLOUDLESS_BANDS + ("rededge3",)
-_MODEL_FILE = "models/pixel_s2_cloud_detector_lightGBM_v0.1.txt"
+#: The s2cloudless model file (s2cloudless 1.7.3, ``s2cloudless/models/``), xz-compressed, CC-BY-SA-4.0.
+S2CLOUDLESS_MODEL_FILE = (Path(__file__).resolve().parent / "data" / "s2cloudless"
+                          / "pixel_s2_cloud_detector_lightGBM_v0.1.txt.xz")
+#: SHA-256 of the original, uncompressed file (checked on every read).
+S2CLOUDLESS_MODEL_SHA256 = "0f92b6822cc0ad42982f55bab9b1688329e119451ad9a9e0a56384b9f37bc61d"
 
 
 class MissingBandsError(MessageKeyError):
@@ -122,14 +139,14 @@ class CloudMaskParams:
 
 
 # --- s2cloudless ------------------------------------------------------------------------------
-def _model_path() -> Path:
-    spec = importlib.util.find_spec("s2cloudless")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the cloud mask needs the s2cloudless package (pip install s2cloudless)")
-    path = Path(next(iter(spec.submodule_search_locations))) / _MODEL_FILE
-    if not path.is_file():
-        raise ImportError(f"s2cloudless is installed but its model file is missing: {path}")
-    return path
+def _model_text() -> str:
+    """The s2cloudless model file, decompressed and checked: byte for byte the original."""
+    data = lzma.decompress(S2CLOUDLESS_MODEL_FILE.read_bytes())
+    got = hashlib.sha256(data).hexdigest()
+    if got != S2CLOUDLESS_MODEL_SHA256:
+        raise RuntimeError(f"{S2CLOUDLESS_MODEL_FILE}: SHA-256 {got} is not the s2cloudless model's "
+                           f"{S2CLOUDLESS_MODEL_SHA256}; reinstall dwcube")
+    return data.decode("ascii")
 
 
 @functools.lru_cache(maxsize=1)
@@ -138,7 +155,7 @@ def _tree_model() -> TreeModel:
 
     Evaluated by :mod:`dwcube.gbdt` (compiled, GIL-free, equal to ``lightgbm.Booster.predict``).
     """
-    return TreeModel.from_text(_model_path())
+    return TreeModel.from_string(_model_text())
 
 
 def _probability_block(*bands: np.ndarray) -> np.ndarray:
@@ -199,7 +216,7 @@ def cloud_probability(cube: xr.Dataset) -> xr.DataArray:
                          dask="parallelized", output_dtypes=[np.float32])
     out.name = "cloud_probability"
     out.attrs = {"long_name": "cloud probability", "units": "1",
-                 "source": "s2cloudless 1.x LightGBM model (Sentinel Hub, CC-BY-SA-4.0), per pixel, "
+                 "source": "s2cloudless 1.x LightGBM model (Sinergise / Sentinel Hub, CC-BY-SA-4.0), per pixel, "
                            "evaluated by dwcube.gbdt"}
     return out
 
@@ -210,28 +227,158 @@ def _odd(n: float) -> int:
     return k if k % 2 else k + 1
 
 
-def _cdi_block(b7: np.ndarray, b8: np.ndarray, b8a: np.ndarray, *, window: int, smooth: int = 1) -> np.ndarray:
-    if smooth > 1:
+def _box_mean(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Mean over a moving ``size`` box of the finite values of a ``(time, y, x)`` block; NaN where none.
+
+    ``uniform_filter`` is a running sum along each line, so one NaN would poison the rest of
+    its row; NaN count here as missing instead (a normalised box sum).  Without NaN this
+    is ``uniform_filter`` itself, bit for bit (the box count is then exactly 1).
+    """
+    ok = np.isfinite(x)
+    total = ndimage.uniform_filter(np.where(ok, x, 0.0), size=(1, *size), mode="nearest")
+    count = ndimage.uniform_filter(ok.astype(np.float64), size=(1, *size), mode="nearest")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def _cdi_block(b7: np.ndarray, b8: np.ndarray, b8a: np.ndarray, *, window: tuple[int, int],
+               smooth: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """The index of one ``(time, y, x)`` block; ``window`` and ``smooth`` are ``(rows, columns)`` box sides.
+
+    NaN where any of the three bands is NaN; next to no data (a scene edge, the margins of a
+    reprojected footprint) the boxes average the valid pixels they hold.
+    """
+    b7, b8, b8a = (np.asarray(b, np.float64) for b in (b7, b8, b8a))
+    missing = ~(np.isfinite(b7) & np.isfinite(b8) & np.isfinite(b8a))
+    if max(smooth) > 1:
         # the index is defined on 20 m bands: B8 (10 m) averaged like the 20 m bands, as a
         # moving box so that every pixel, whatever its phase, is treated alike
-        b7, b8, b8a = (ndimage.uniform_filter(np.asarray(b, np.float64), size=(1, smooth, smooth), mode="nearest")
-                       for b in (b7, b8, b8a))
+        b7, b8, b8a = (_box_mean(b, smooth) for b in (b7, b8, b8a))
     with np.errstate(divide="ignore", invalid="ignore"):
-        r8 = (b8 / b8a).astype(np.float64)
-        r7 = (b7 / b8a).astype(np.float64)
+        r8 = b8 / b8a
+        r7 = b7 / b8a
 
         def var(r: np.ndarray) -> np.ndarray:
-            m = ndimage.uniform_filter(r, size=(1, window, window), mode="nearest")
-            m2 = ndimage.uniform_filter(r * r, size=(1, window, window), mode="nearest")
+            r = np.where(missing, np.nan, r)
+            m = _box_mean(r, window)
+            m2 = _box_mean(r * r, window)
             return np.maximum(m2 - m * m, 0.0)
 
         v8, v7 = var(r8), var(r7)
-        return ((v7 - v8) / (v7 + v8)).astype(np.float32)
+        cdi = ((v7 - v8) / (v7 + v8)).astype(np.float32)
+    cdi[missing] = np.nan
+    return cdi
 
 
-def _resolution(cube: xr.Dataset | xr.DataArray) -> float:
-    res = cube.odc.geobox.resolution
-    return float(min(abs(res.x), abs(res.y)))
+@dataclass(frozen=True)
+class GroundGeometry:
+    """What one pixel of a grid is on the ground, at the grid's centre.
+
+    Attributes
+    ----------
+    pixel_m
+        ``(row, column)`` ground length (m) of one step along each grid axis.  On a
+        latitude/longitude grid the two differ (a degree of longitude shrinks with
+        ``cos(latitude)``); on UTM they are the nominal resolution times the local scale.
+    north, east
+        ``(drow, dcol)`` per metre on the ground towards true north and true east: on a
+        north-up projected grid ``(−1/pixel_m[0], 0)`` and ``(0, 1/pixel_m[1])`` up to the
+        meridian convergence.
+
+    Examples
+    --------
+    >>> g = GroundGeometry.north_up(10.0)
+    >>> g.pixel_m, g.north, g.east
+    ((10.0, 10.0), (-0.1, 0.0), (0.0, 0.1))
+    """
+
+    pixel_m: tuple[float, float]
+    north: tuple[float, float]
+    east: tuple[float, float]
+
+    @classmethod
+    def north_up(cls, resolution: float | tuple[float, float]) -> GroundGeometry:
+        """A north-up grid of ``resolution`` metres (one number, or ``(row, column)``)."""
+        ry, rx = (resolution, resolution) if np.isscalar(resolution) else resolution  # type: ignore[misc]
+        ry, rx = float(ry), float(rx)
+        if not (ry > 0 and rx > 0):
+            raise ValueError(f"resolution must be > 0 metres, got {resolution}")
+        return cls((ry, rx), (-1.0 / ry, 0.0), (0.0, 1.0 / rx))
+
+    @property
+    def finest_m(self) -> float:
+        """The smaller of the two ground pixel lengths (m)."""
+        return min(self.pixel_m)
+
+    def radius_px(self, metres: float) -> tuple[int, tuple[float, float] | None]:
+        """A disk of ``metres`` as ``(radius, sampling)`` for distance transforms: the radius in
+        units of the finest pixel length (rounded, like Earth Engine's pixel kernels) and the
+        ``(row, column)`` pixel lengths in those units — ``None`` for square pixels (lengths
+        within 0.1 %, as on UTM, where they differ only by rounding of the geodesics)."""
+        s0 = self.finest_m
+        sampling = (self.pixel_m[0] / s0, self.pixel_m[1] / s0)
+        return int(round(metres / s0)), (None if max(sampling) < 1.001 else sampling)
+
+
+def ground_geometry(grid: xr.Dataset | xr.DataArray | Any) -> GroundGeometry:
+    """The ground geometry of a cube's grid (or an odc-geo ``GeoBox``) at its centre pixel.
+
+    Geodesic lengths on the CRS's ellipsoid (:class:`pyproj.Geod`): one pixel step along each
+    axis, and the pixel displacement of a metre towards north and east.  Any CRS works —
+    UTM (metres), latitude/longitude (degrees), feet — and every window of the cloud mask
+    is converted with it, so a mask on ``EPSG:4326`` measures its 60 m, 320 m and 5 km in
+    metres like one on UTM.
+
+    Raises
+    ------
+    ValueError
+        The cube has no grid/CRS (``spatial_ref``).
+
+    Examples
+    --------
+    >>> from odc.geo.geobox import GeoBox
+    >>> g = ground_geometry(GeoBox.from_bbox((14.55, 45.86, 14.57, 45.88), crs="EPSG:4326", resolution=0.0001))
+    >>> [round(v, 2) for v in g.pixel_m]        # metres per pixel: north-south, east-west
+    [11.11, 7.76]
+    """
+    import pyproj
+
+    gbox = grid if hasattr(grid, "affine") and hasattr(grid, "crs") else getattr(grid, "odc", None)
+    gbox = getattr(gbox, "geobox", gbox)
+    if gbox is None or getattr(gbox, "crs", None) is None or not hasattr(gbox, "affine"):
+        raise ValueError("the cloud mask needs the cube's grid and CRS (a spatial_ref coordinate, as dwcube.load "
+                         "gives); set one with cube.odc.assign_crs('EPSG:…')")
+    crs = pyproj.CRS(gbox.crs.proj)
+    aff = gbox.affine
+    ny, nx = gbox.shape
+    r0, c0 = ny / 2.0, nx / 2.0
+    geod = crs.get_geod()
+    to_ll = pyproj.Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
+    to_grid = pyproj.Transformer.from_crs(crs.geodetic_crs, crs, always_xy=True)
+    inv = ~aff
+
+    def lonlat(r: float, c: float) -> tuple[float, float]:
+        return to_ll.transform(*(aff @ (c, r)))
+
+    lon0, lat0 = lonlat(r0, c0)
+    lon_r, lat_r = lonlat(r0 + 1, c0)
+    lon_c, lat_c = lonlat(r0, c0 + 1)
+    step_r = float(geod.inv(lon0, lat0, lon_r, lat_r)[2])
+    step_c = float(geod.inv(lon0, lat0, lon_c, lat_c)[2])
+    if not (step_r > 0 and step_c > 0 and math.isfinite(step_r) and math.isfinite(step_c)):
+        raise ValueError(f"cannot measure the pixel size of the grid on the ground (CRS {gbox.crs}, affine {aff})")
+    d = min(step_r, step_c)  # a central difference over one pixel: the local direction
+
+    def towards(azimuth: float) -> tuple[float, float]:
+        ends = []
+        for az in (azimuth, azimuth + 180.0):
+            lon, lat, _ = geod.fwd(lon0, lat0, az, d)
+            col, row = inv @ to_grid.transform(lon, lat)
+            ends.append((row, col))
+        (ra, ca), (rb, cb) = ends
+        return ((ra - rb) / (2 * d), (ca - cb) / (2 * d))
+
+    return GroundGeometry((step_r, step_c), towards(0.0), towards(90.0))
 
 
 def cloud_displacement_index(cube: xr.Dataset, *, window_m: float = 140.0) -> xr.DataArray:
@@ -243,42 +390,67 @@ def cloud_displacement_index(cube: xr.Dataset, *, window_m: float = 140.0) -> xr
     20 m box (without that, the native 10 m texture of B8 against the smooth upsampled
     20 m bands drives the index towards −1 on clear land).  Clouds, seen with
     parallax between the bands, give values near −1; bright ground gives values near +1.
+    Window and box are in metres on the ground (:func:`ground_geometry`), per axis: on a
+    latitude/longitude grid they span fewer rows than columns.
+
+    Parameters
+    ----------
+    cube
+        Reflectance cube ``(time, y, x)`` with ``rededge3`` (B7), ``nir`` (B8) and ``nir08`` (B8A).
+    window_m
+        Side of the variance window on the ground (m).
+
+    Returns
+    -------
+    xarray.DataArray
+        float32 ``(time, y, x)`` named ``cdi``, −1 … 1; ``attrs["window_px"]`` the
+        ``[rows, columns]`` of the window.
 
     Examples
     --------
-    >>> cdi = cloud_displacement_index(ds)     # doctest: +SKIP
+    >>> from dwcube.testing import synthetic_cube
+    >>> cube = synthetic_cube(32, 1, bands=("rededge3", "nir", "nir08"), chunks=16)
+    >>> cdi = cloud_displacement_index(cube)
+    >>> cdi.attrs["window_px"], bool(abs(cdi).max() <= 1)
+    ([15, 15], True)
     """
     _require(cube, ("rededge3", "nir", "nir08"), "the cloud displacement index")
-    res = _resolution(cube)
-    window = _odd(window_m / res)
-    smooth = max(int(round(20.0 / res)), 1)
+    geometry = ground_geometry(cube)
+    window = tuple(_odd(window_m / r) for r in geometry.pixel_m)
+    smooth = tuple(max(int(round(20.0 / r)), 1) for r in geometry.pixel_m)
     arrays = [cube[b].data for b in ("rededge3", "nir", "nir08")]
     fn = functools.partial(_cdi_block, window=window, smooth=smooth)
     if isinstance(arrays[0], da.Array):
-        depth = window // 2 + smooth
-        data = da.map_overlap(fn, *arrays, depth={0: 0, 1: depth, 2: depth}, boundary="none",
+        depth = {0: 0, 1: window[0] // 2 + smooth[0], 2: window[1] // 2 + smooth[1]}
+        data = da.map_overlap(fn, *arrays, depth=depth, boundary="none",
                               dtype=np.float32, meta=np.array((), dtype=np.float32), allow_rechunk=True)
         data = data.rechunk(arrays[0].chunks)
     else:
         data = fn(*arrays)
     return xr.DataArray(data, coords=cube[("nir")].coords, dims=cube["nir"].dims, name="cdi",
-                        attrs={"long_name": "cloud displacement index", "window_px": window})
+                        attrs={"long_name": "cloud displacement index", "window_px": list(window)})
 
 
 # --- morphology and shadows ---------------------------------------------------------------------
-def _shadow_offsets(azimuth: float, zenith: float, res: float, p: CloudMaskParams) -> np.ndarray:
-    """Integer ``(drow, dcol)`` offsets, one per pixel of distance, away from the sun.
+def _shadow_offsets(azimuth: float, zenith: float, geometry: GroundGeometry, p: CloudMaskParams) -> np.ndarray:
+    """Integer ``(drow, dcol)`` offsets away from the sun, one per finest-pixel length of distance.
 
-    Azimuth is clockwise from north; on a north-up grid the anti-solar direction is
-    ``(drow, dcol) = (cos a, −sin a)`` per unit distance.
+    Azimuth is clockwise from true north; the anti-solar direction on the grid is
+    ``−(sin a · east + cos a · north)`` per metre (:class:`GroundGeometry`), which on a
+    north-up grid of square pixels is ``(cos a, −sin a) / resolution``.  Distances run over
+    ``[lo, hi]`` metres in steps of the finest pixel length, so that consecutive offsets are
+    at most one pixel apart on either axis.
     """
     lo, hi = 0.0, p.shadow_distance_m
     if p.cloud_heights_m is not None and np.isfinite(zenith):
         t = math.tan(math.radians(min(zenith, 89.0)))
         lo, hi = min(p.cloud_heights_m[0] * t, hi), min(p.cloud_heights_m[1] * t, hi)
     a = math.radians(azimuth)
-    steps = np.arange(math.floor(lo / res), math.ceil(hi / res) + 1)
-    offs = np.stack([np.rint(steps * math.cos(a)), np.rint(-steps * math.sin(a))], axis=1).astype(int)
+    north, east = np.asarray(geometry.north), np.asarray(geometry.east)
+    away = -(math.sin(a) * east + math.cos(a) * north)  # (drow, dcol) per metre
+    step = geometry.finest_m
+    distances = np.arange(math.floor(lo / step), math.ceil(hi / step) + 1) * step
+    offs = np.rint(distances[:, None] * away[None, :]).astype(int)
     return np.unique(offs, axis=0)
 
 
@@ -331,18 +503,20 @@ def _shift_or(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return _sweep(np.ascontiguousarray(mask, dtype=np.bool_), np.ascontiguousarray(offsets, dtype=np.int64))
 
 
-def project_shadows(cloud: np.ndarray, *, azimuth: float, zenith: float = float("nan"), resolution: float,
+def project_shadows(cloud: np.ndarray, *, azimuth: float, zenith: float = float("nan"),
+                    resolution: float | tuple[float, float] | GroundGeometry,
                     params: CloudMaskParams = CloudMaskParams()) -> np.ndarray:
     """Pixels a cloud may shade: ``cloud`` moved away from the sun, over the allowed distances.
 
     Parameters
     ----------
     cloud
-        Boolean ``(y, x)`` cloud mask on a north-up grid.
+        Boolean ``(y, x)`` cloud mask.
     azimuth, zenith
         Solar azimuth (degrees clockwise from north) and zenith (degrees; NaN if unknown).
     resolution
-        Pixel size (m).
+        Pixel size (m) of a north-up grid — one number, or ``(row, column)`` when they
+        differ — or the grid's :class:`GroundGeometry` (:func:`ground_geometry`).
     params
         ``shadow_distance_m`` and ``cloud_heights_m`` are used.
 
@@ -358,11 +532,16 @@ def project_shadows(cloud: np.ndarray, *, azimuth: float, zenith: float = float(
     ...                     params=CloudMaskParams(shadow_distance_m=30.0))
     >>> np.argwhere(s).tolist()     # sun in the south: shadows to the north (smaller rows)
     [[1, 4], [2, 4], [3, 4]]
+    >>> s = project_shadows(c, azimuth=270.0, resolution=(10.0, 15.0),
+    ...                     params=CloudMaskParams(shadow_distance_m=30.0))
+    >>> np.argwhere(s).tolist()     # sun in the west, 15 m columns: 30 m is two columns east
+    [[4, 5], [4, 6]]
     """
     if not np.isfinite(azimuth):
         raise ValueError("shadow projection needs the solar azimuth (sun_azimuth); none is known for this date")
+    geometry = resolution if isinstance(resolution, GroundGeometry) else GroundGeometry.north_up(resolution)
     cloud = np.asarray(cloud, dtype=bool)
-    return _shift_or(cloud, _shadow_offsets(azimuth, zenith, resolution, params)) & ~cloud
+    return _shift_or(cloud, _shadow_offsets(azimuth, zenith, geometry, params)) & ~cloud
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -370,33 +549,47 @@ def _disk(radius: int) -> np.ndarray:
     return (r[:, None] ** 2 + r[None, :] ** 2) <= radius * radius
 
 
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+def _dilate(mask: np.ndarray, radius: int, sampling: tuple[float, float] | None = None) -> np.ndarray:
     """Binary dilation by the disk ``dr² + dc² <= radius²`` via the Euclidean distance transform.
 
     Equal to ``ndimage.binary_dilation(mask, _disk(radius))`` (tested), in O(n) instead of
-    O(n·radius²): a pixel is set when some set pixel lies within ``radius``.
+    O(n·radius²): a pixel is set when some set pixel lies within ``radius``.  With
+    ``sampling`` (the ``(row, column)`` pixel lengths in units of ``radius``) the disk is
+    one on the ground: an ellipse of pixels where rows and columns differ in length.
     """
     if not mask.any():
         return mask.copy()
-    return ndimage.distance_transform_edt(~mask) <= radius
+    return ndimage.distance_transform_edt(~mask, sampling=sampling) <= radius
 
 
-def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
+def _erode(mask: np.ndarray, radius: int, sampling: tuple[float, float] | None = None) -> np.ndarray:
     """Binary erosion by the same disk, pixels outside the array counting as set
     (``binary_erosion(..., border_value=1)``): a pixel stays when no unset pixel is within ``radius``."""
     if mask.all():
         return mask.copy()
-    return ndimage.distance_transform_edt(mask) > radius
+    return ndimage.distance_transform_edt(mask, sampling=sampling) > radius
+
+
+def _reach(radius: int, sampling: tuple[float, float] | None) -> tuple[int, int]:
+    """How many rows and columns a disk of ``radius`` spans on each side."""
+    sy, sx = sampling or (1.0, 1.0)
+    return int(math.floor(radius / sy + 1e-9)), int(math.floor(radius / sx + 1e-9))
 
 
 def _mask_block(cloud0: np.ndarray, nir: np.ndarray, *, erode: int, dilate: int, offsets: np.ndarray,
-                dark: float | None) -> np.ndarray:
-    """One date's block (1, y, x): opening + buffer, shadows. Returns uint8 0 clear, 1 cloud, 2 shadow."""
+                dark: float | None, sampling: tuple[float, float] | None = None) -> np.ndarray:
+    """One date's block (1, y, x): opening + buffer, shadows. Returns uint8 0 clear, 1 cloud, 2 shadow.
+
+    Pixels without data (NaN ``nir``) count as cloud for the erosion, like pixels beyond the
+    image edge (unknown, so they do not eat a cloud next to them), and as clear after it (no
+    buffer or shadow grows out of a no-data margin).
+    """
     c = cloud0[0].astype(bool)
     if erode:
-        c = _erode(c, erode)
+        valid = np.isfinite(nir[0])
+        c = _erode(c | ~valid, erode, sampling) & valid
     if dilate:
-        c = _dilate(c, dilate)
+        c = _dilate(c, dilate, sampling)
     shadow = _shift_or(c, offsets) & ~c
     if dark is not None:
         shadow &= nir[0] < dark
@@ -433,7 +626,7 @@ def cloud_mask(cube: xr.Dataset, params: CloudMaskParams | None = None) -> xr.Da
     >>> clear = ds.where(~m.mask)                                  # doctest: +SKIP
     """
     p = params or CloudMaskParams()
-    res = _resolution(cube)
+    geometry = ground_geometry(cube)
     prob = cloud_probability(cube)
     cdi = cloud_displacement_index(cube, window_m=p.cdi_window_m) if p.cdi_threshold is not None else None
     cloud0 = prob > p.probability_threshold
@@ -442,7 +635,8 @@ def cloud_mask(cube: xr.Dataset, params: CloudMaskParams | None = None) -> xr.Da
     if p.cirrus_threshold is not None:
         _require(cube, ("cirrus",), "the cirrus test")
         cloud0 = cloud0 | (cube["cirrus"] > p.cirrus_threshold)
-    erode, dilate = int(round(p.erosion_m / res)), int(round(p.dilation_m / res))
+    erode, sampling = geometry.radius_px(p.erosion_m)
+    dilate, _ = geometry.radius_px(p.dilation_m)
     azimuth = cube["sun_azimuth"].values if "sun_azimuth" in cube.coords else np.full(cube.sizes["time"], np.nan)
     zenith = 90.0 - cube["sun_elevation"].values if "sun_elevation" in cube.coords else \
         np.full(cube.sizes["time"], np.nan)
@@ -455,16 +649,19 @@ def cloud_mask(cube: xr.Dataset, params: CloudMaskParams | None = None) -> xr.Da
         if p.shadow_distance_m > 0 and not np.isfinite(azimuth[t]):
             raise ValueError(f"date {str(cube.time.values[t])[:10]} has no solar azimuth (sun_azimuth): cannot "
                              "place cloud shadows; describe the sun angles in the items, or use shadow_distance_m=0")
-        offsets = _shadow_offsets(azimuth[t], zenith[t], res, p) if p.shadow_distance_m > 0 else \
+        offsets = _shadow_offsets(azimuth[t], zenith[t], geometry, p) if p.shadow_distance_m > 0 else \
             np.zeros((1, 2), int)
-        reach = int(np.abs(offsets).max()) if len(offsets) else 0
         fn = functools.partial(_mask_block, erode=erode, dilate=dilate, offsets=offsets,
-                               dark=p.dark_nir_threshold)
+                               dark=p.dark_nir_threshold, sampling=sampling)
         if lazy:
-            depth = erode + dilate + reach  # beyond the image size, the whole image is the context
+            # the context each axis needs: the opening, the buffer and the farthest shadow;
+            # beyond the image size, the whole image is the context
+            reach = np.abs(offsets).max(axis=0) if len(offsets) else np.zeros(2, int)
+            depth = [a + b + int(r) for a, b, r in zip(_reach(erode, sampling), _reach(dilate, sampling), reach,
+                                                       strict=True)]
             ny, nx = c0.shape[1], c0.shape[2]
             blk = da.map_overlap(fn, c0[t:t + 1], nir[t:t + 1],
-                                 depth={0: 0, 1: min(depth, ny - 1), 2: min(depth, nx - 1)},
+                                 depth={0: 0, 1: min(depth[0], ny - 1), 2: min(depth[1], nx - 1)},
                                  boundary="none", dtype=np.uint8, meta=np.array((), dtype=np.uint8),
                                  allow_rechunk=True)
             blk = blk.rechunk(c0[t:t + 1].chunks)

@@ -2,15 +2,17 @@
 
 Steps: write a local STAC catalogue (stac-geoparquet) of Sentinel-2 L1C COGs →
 :func:`dwcube.load` them lazily (with Dynamic World's cloud and shadow mask) →
-:func:`dwcube.classify` with the Dynamic World model on a two-process local Dask
-cluster → :func:`dwcube.write_archive` to a Zarr v3 archive → reopen it and draw
-``map.png`` (label maps in the Dynamic World colours, with a legend).
+:func:`dwcube.classify` on a two-process local Dask cluster → :func:`dwcube.write_archive`
+to a Zarr v3 archive → reopen it and draw ``map.png`` (label maps in the Dynamic World
+colours, with a legend) → print the archive's summary and the class shares per date.
 
 The scenes are the five real eo-learn L1C scenes (Slovenia, 2015) when the project's
-``shared/`` folder is found, and a synthetic L1C scene made by :mod:`dwcube.testing`
-otherwise.  The Dynamic World weights are looked up in ``$DWCUBE_WEIGHTS``, the user
-cache (``dwcube weights fetch dynamic-world``) and ``shared/dynamicworld``; without them
-the job stops after writing the reflectance cube and says how to get them.
+``shared/`` folder is found, and synthetic L1C scenes made by :mod:`dwcube.testing`
+otherwise.  The model is Dynamic World when its weights are found (the same search as
+``dwcube classify``: :func:`dwcube.models.weights.search_locations`), else dwcube's own
+U-Net, whose weights ship in the package; it takes elevation, which the demo writes next
+to the scenes (the real DEM of the eo-learn patch, or a synthetic one).  The summary says
+which model was used and why.
 """
 
 from __future__ import annotations
@@ -26,12 +28,17 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["DemoResult", "run_demo", "synthetic_l1c_items", "synthetic_scene_items", "write_catalog"]
+__all__ = ["DemoResult", "FEW_VALID", "class_share_table", "run_demo", "summary", "synthetic_l1c_items",
+           "synthetic_scene_items", "write_catalog"]
+
+#: A date whose share of valid (classified) pixels is below this is flagged in the summary:
+#: its class shares describe only a few pixels (a cloudy date).
+FEW_VALID = 0.10
 
 
 @dataclass
 class DemoResult:
-    """What :func:`run_demo` made: paths, the reopened archive (or reflectance cube), and timings (s)."""
+    """What :func:`run_demo` made: paths, the reopened archive, the model used, and timings (s)."""
 
     workdir: Path
     catalog: Path
@@ -41,6 +48,7 @@ class DemoResult:
     source: str
     map_png: Path | None = None
     notes: list[str] = field(default_factory=list)
+    model: str = ""
 
 
 def write_catalog(items: list[Any], path: str | Path) -> Path:
@@ -138,21 +146,47 @@ def _eolearn_items(shared: Path, workdir: Path) -> list[Any]:
     return eolearn_l1c_items(shared, cogs, base_url=cogs.resolve().as_uri(), root=cogs)
 
 
-def _weights_root(weights: str | Path | None, shared: Path | None) -> Path | None:
+def _write_dem(path: Path, source: str, shared: Path | None, items: list[Any]) -> Path:
+    """Elevation (m) for the U-Net, as a GeoTIFF on the scenes' grid: the eo-learn patch's
+    real DEM, or for synthetic scenes a smooth 200–900 m surface."""
+    from .testing import EOLEARN_TRANSFORM, write_cog
+
+    if source == "eolearn":
+        assert shared is not None
+        dem = np.load(shared / "data" / "eolearn-slovenia" / "dem.npy")[..., 0].astype(np.float32)
+        transform: tuple[float, ...] = EOLEARN_TRANSFORM
+    else:
+        proj = items[0].assets["red"].extra_fields
+        ny, nx = proj["proj:shape"]
+        transform = tuple(proj["proj:transform"][:6])
+        yy, xx = np.mgrid[0:ny, 0:nx] / max(ny, nx)
+        dem = (550 + 350 * np.sin(3 * xx + 1) * np.cos(2 * yy)).astype(np.float32)
+    write_cog(path, dem, epsg=32633, transform=transform, nodata=None)
+    return path
+
+
+def _choose_model(model: str, weights: str | Path | None) -> tuple[str, Path | None, str]:
+    """``(model name, Dynamic World weights root or None, why)``.
+
+    ``"auto"``: Dynamic World when its weights are found, else the shipped U-Net.
+    """
     from .models import weights as W
     from .models.registry import get_entry
 
+    if model not in ("auto", "dynamic-world", "unet"):
+        raise ValueError(f"model must be 'auto', 'dynamic-world' or 'unet', got {model!r}")
+    if model == "unet":
+        return "unet", None, "dwcube's U-Net (weights shipped in the package), as asked"
     source = get_entry("dynamic-world").weights
     assert source is not None
-    candidates: list[Any] = [weights] if weights is not None else [None]
-    if weights is None and shared is not None:
-        candidates.append(shared / "dynamicworld")
-    for cand in candidates:
-        try:
-            return W.resolve(source, cand)
-        except W.WeightsNotFoundError:
-            continue
-    return None
+    try:
+        root = W.resolve(source, weights)
+    except W.WeightsNotFoundError as exc:
+        if model == "dynamic-world":
+            raise
+        return "unet", None, (f"dwcube's U-Net (weights shipped in the package), because {exc} "
+                              "The U-Net was distilled from Dynamic World (docs/model_card.md).")
+    return "dynamic-world", root, f"Dynamic World, weights verified in {root}"
 
 
 def run_demo(
@@ -162,6 +196,7 @@ def run_demo(
     n_workers: int = 2,
     chunks: int = 512,
     weights: str | Path | None = None,
+    model: str = "auto",
     verbose: bool = True,
 ) -> DemoResult:
     """Run the main job offline and return what it made.
@@ -169,7 +204,8 @@ def run_demo(
     Parameters
     ----------
     workdir
-        Folder for the COGs, the catalogue, the archive and the map (outputs replaced each run).
+        Folder for the COGs, the catalogue, the DEM, the archive and the map (outputs
+        replaced each run).
     source
         ``"auto"`` (the real eo-learn scenes when ``shared/`` is found, else synthetic),
         ``"eolearn"`` or ``"synthetic"``.
@@ -178,18 +214,29 @@ def run_demo(
     chunks
         Dask chunk size in pixels.
     weights
-        Dynamic World weights folder (default: ``$DWCUBE_WEIGHTS``, the user cache,
-        then ``shared/dynamicworld``).
+        Dynamic World weights folder (default: found like ``dwcube classify`` finds them,
+        :func:`dwcube.models.weights.search_locations`).
+    model
+        ``"auto"`` (Dynamic World when its weights are found, else the shipped U-Net),
+        ``"dynamic-world"`` (an error without its weights) or ``"unet"``.
+
+    Returns
+    -------
+    DemoResult
+        ``store`` is ``workdir/lulc.zarr``; ``model`` the registry name used; ``notes``
+        say why that model and what was skipped.
 
     Examples
     --------
-    >>> result = run_demo("/tmp/dwcube-demo", source="synthetic")  # doctest: +SKIP
-    >>> result.map_png  # doctest: +SKIP
-    PosixPath('/tmp/dwcube-demo/map.png')
+    >>> import tempfile
+    >>> res = run_demo(tempfile.mkdtemp(), source="synthetic", n_workers=0, model="unet", verbose=False)
+    >>> res.model, res.store.name, res.cube.probability.dims
+    ('unet', 'lulc.zarr', ('time', 'class', 'y', 'x'))
     """
     from . import load
     from .archive import open_archive, write_archive
     from .inference import classify
+    from .models.registry import get_entry
     from .testing import shared_dir
 
     workdir = Path(workdir)
@@ -201,8 +248,10 @@ def run_demo(
         raise FileNotFoundError("source='eolearn' needs the shared/ folder (set DWCUBE_SHARED)")
     if source not in ("eolearn", "synthetic"):
         raise ValueError(f"source must be 'auto', 'eolearn' or 'synthetic', got {source!r}")
+    model_name, root, why = _choose_model(model, weights)
+    notes = [f"model: {why}"]
 
-    for old in ("lulc.zarr", "reflectance.zarr", "map.png"):
+    for old in ("lulc.zarr", "reflectance.zarr", "map.png", "dem.tif"):
         path = workdir / old
         if path.is_dir():
             shutil.rmtree(path)
@@ -211,9 +260,9 @@ def run_demo(
     t0 = time.perf_counter()
     items = _eolearn_items(shared, workdir) if source == "eolearn" else synthetic_l1c_items(workdir)  # type: ignore[arg-type]
     catalog = write_catalog(items, workdir / "catalog.parquet")
+    dem_path = _write_dem(workdir / "dem.tif", source, shared, items) if model_name == "unet" else None
     t["catalogue"] = time.perf_counter() - t0
-    root = _weights_root(weights, shared)
-    notes: list[str] = []
+    spec = get_entry(model_name).inputs
 
     client = None
     if n_workers > 0:
@@ -222,51 +271,43 @@ def run_demo(
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, host="127.0.0.1")
         client = Client(cluster)
+    store = workdir / "lulc.zarr"
     try:
         t0 = time.perf_counter()
-        cube = load(str(catalog), collections=["sentinel-2-l1c"], resolution=10.0, chunks=chunks)
+        cube = load(str(catalog), collections=["sentinel-2-l1c"], resolution=spec.resolution or 10.0,
+                    resampling=spec.resampling or "bilinear", chunks=chunks)
+        dem = None
+        if dem_path is not None:
+            from .elevation import load_dem
+
+            dem = load_dem(str(dem_path), cube)
         t["load (lazy)"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        if root is None:
-            store = workdir / "reflectance.zarr"
-            cube.to_zarr(store, mode="w", zarr_format=3, consolidated=False)
-            t["read + normalise + write zarr"] = time.perf_counter() - t0
-            notes.append("classification skipped: the Dynamic World weights were not found. Run "
-                         "`dwcube weights fetch dynamic-world` (needs internet) or set DWCUBE_WEIGHTS.")
-        else:
-            store = workdir / "lulc.zarr"
-            prob = classify(cube, "dynamic-world", weights=root, device="auto")
-            t["classify (lazy)"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            write_archive(prob, store, mode="w")
-            t["read + mask + classify + write archive"] = time.perf_counter() - t0
+        prob = classify(cube, model_name, weights=root, dem=dem, device="auto")
+        t["classify (lazy)"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        write_archive(prob, store, mode="w")
+        t["read + mask + classify + write archive"] = time.perf_counter() - t0
     finally:
         if client is not None:
             client.close()
             client.cluster.close()  # type: ignore[union-attr]
 
-    map_png = None
-    if root is None:
-        reopened = xr.open_zarr(store, consolidated=False)
-    else:
-        reopened = open_archive(store)
-        t0 = time.perf_counter()
-        map_png = _draw_map(reopened, workdir / "map.png", source, notes)
-        t["map"] = time.perf_counter() - t0
-    result = DemoResult(workdir, catalog, store, reopened, t, source, map_png, notes)
+    reopened = open_archive(store)
+    t0 = time.perf_counter()
+    map_png = _draw_map(reopened, workdir / "map.png", source, model_name, notes)
+    t["map"] = time.perf_counter() - t0
+    result = DemoResult(workdir, catalog, store, reopened, t, source, map_png, notes, model_name)
     if verbose:
         print(summary(result))
     return result
 
 
-def _draw_map(archive: xr.Dataset, path: Path, source: str, notes: list[str]) -> Path | None:
+def _draw_map(archive: xr.Dataset, path: Path, source: str, model: str, notes: list[str]) -> Path | None:
     try:
         from .plot import label_maps
-    except ImportError:  # pragma: no cover - depends on the install
-        notes.append("map skipped: matplotlib is not installed (pip install 'dwcube[plot]')")
-        return None
-    try:
-        fig = label_maps(archive.label, suptitle=f"Dynamic World labels ({source} scenes), dwcube")
+
+        fig = label_maps(archive.label, suptitle=f"{model} labels ({source} scenes), dwcube")
     except ImportError:  # pragma: no cover - depends on the install
         notes.append("map skipped: matplotlib is not installed (pip install 'dwcube[plot]')")
         return None
@@ -274,33 +315,77 @@ def _draw_map(archive: xr.Dataset, path: Path, source: str, notes: list[str]) ->
     return path
 
 
-def summary(result: DemoResult) -> str:
-    """A short human-readable report of a demo run."""
+def class_share_table(label: xr.DataArray, classes: list[str] | tuple[str, ...], *,
+                      few_valid: float = FEW_VALID) -> str:
+    """Class shares of the labelled pixels per date, one row per class and one column per date.
+
+    Parameters
+    ----------
+    label
+        ``(time, y, x)`` uint8 labels, 255 = no data (``archive.label``).
+    classes
+        Class names in label order (printed in full).
+    few_valid
+        Dates with a smaller share of valid pixels (0–1) are marked ``*`` and explained
+        under the table: their shares describe only those pixels.
+
+    Returns
+    -------
+    str
+        The table, in percent.
+
+    Examples
+    --------
+    >>> lab = np.full((2, 10, 10), 255, np.uint8); lab[0] = 1; lab[1, 0, :2] = 6
+    >>> times = np.array(["2015-07-11T10:00", "2015-08-20T10:00"], dtype="datetime64[ns]")
+    >>> da = xr.DataArray(lab, dims=("time", "y", "x"), coords={"time": times})
+    >>> print(class_share_table(da, ["water", "trees", "grass", "flooded_vegetation", "crops",
+    ...                              "shrub_and_scrub", "built", "bare", "snow_and_ice"]))
+    class shares (% of valid pixels)  2015-07-11   2015-08-20*
+    valid pixels                           100.0           2.0
+    water                                    0.0           0.0
+    trees                                  100.0           0.0
+    grass                                    0.0           0.0
+    flooded_vegetation                       0.0           0.0
+    crops                                    0.0           0.0
+    shrub_and_scrub                          0.0           0.0
+    built                                    0.0         100.0
+    bare                                     0.0           0.0
+    snow_and_ice                             0.0           0.0
+    * under 10 % valid pixels (clouds, no data): the shares describe only those pixels
+    """
     from .classes import NODATA_LABEL
 
-    ds = result.cube
-    gbox = ds.odc.geobox
-    lines = [
-        f"dwcube demo ({result.source}): {result.catalog.name} -> {result.store}",
-        f"  grid {gbox.shape.y} x {gbox.shape.x} px at {abs(gbox.resolution.x):g} m, EPSG:{gbox.crs.epsg}",
-    ]
-    if "label" in ds:
-        from .archive import archive_info, format_info
+    lab = np.asarray(label.values)
+    days = [str(v)[:10] for v in label["time"].values]
+    valid = [(lab[t] != NODATA_LABEL) for t in range(lab.shape[0])]
+    valid_share = [float(v.mean()) if v.size else 0.0 for v in valid]
+    shares = [np.bincount(lab[t][valid[t]], minlength=len(classes))[: len(classes)] / max(int(valid[t].sum()), 1)
+              for t in range(lab.shape[0])]
+    first = max(len("class shares (% of valid pixels)"), *(len(c) for c in classes))
+    flagged = [v < few_valid for v in valid_share]
+    header = [d + ("*" if f else " ") for d, f in zip(days, flagged)]
+    lines = [f"{'class shares (% of valid pixels)':<{first}}" + "".join(f"{h:>13}" for h in header).rstrip()]
+    lines.append(f"{'valid pixels':<{first}}" + "".join(f"{100 * v:12.1f} " for v in valid_share).rstrip())
+    for k, name in enumerate(classes):
+        lines.append(f"{name:<{first}}" + "".join(f"{100 * s[k]:12.1f} " for s in shares).rstrip())
+    if any(flagged):
+        lines.append(f"* under {100 * few_valid:g} % valid pixels (clouds, no data): the shares describe only those pixels")
+    return "\n".join(lines)
 
-        lines += ["  " + line for line in format_info(archive_info(result.store)).splitlines()]
-        classes = ds.attrs["dwcube_archive"]["classes"]
-        lines.append("  date        valid %  " + " ".join(f"{c[:6]:>6}" for c in classes))
-        for t in range(ds.sizes["time"]):
-            lab = ds.label.values[t]
-            ok = lab != NODATA_LABEL
-            shares = np.bincount(lab[ok], minlength=len(classes)) / max(int(ok.sum()), 1)
-            lines.append(f"  {str(ds.time.values[t])[:10]}  {100 * ok.mean():7.1f}  "
-                         + " ".join(f"{100 * v:5.1f}%" for v in shares))
-        if result.map_png is not None:
-            lines.append(f"  map: {result.map_png}")
-    else:
-        lines.append(f"  sensor {ds.attrs.get('sensor')} | {ds.attrs.get('radiometry')} | mask {ds.attrs.get('mask')}")
-        lines.append(f"  dates {', '.join(str(t)[:19] for t in ds.time.values)}")
+
+def summary(result: DemoResult) -> str:
+    """A short human-readable report of a demo run: model used and why, archive, class shares."""
+    from .archive import archive_info, format_info
+
+    ds = result.cube
+    n = ds.sizes["time"]
+    lines = [f"dwcube demo ({result.source} scenes): {n} date(s) from {result.catalog} classified with "
+             f"{result.model} -> {result.store}"]
+    lines += ["  " + line for line in format_info(archive_info(result.store)).splitlines()]
+    lines += ["  " + line for line in class_share_table(ds.label, list(ds["class"].values)).splitlines()]
+    if result.map_png is not None:
+        lines.append(f"  map: {result.map_png}")
     lines += [f"  note: {n}" for n in result.notes]
     lines.append("  timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
     return "\n".join(lines)

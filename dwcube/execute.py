@@ -40,7 +40,7 @@ import dask
 from dask.base import collections_to_expr, get_scheduler
 from dask.core import get_dependencies
 
-__all__ = ["compute_in_waves", "scheduler_threads"]
+__all__ = ["compute_in_waves", "compute_with_progress", "scheduler_threads"]
 
 
 def scheduler_threads() -> int:
@@ -76,8 +76,8 @@ def _client() -> Any:
 class _Progress:
     """A one-line text progress bar on stderr: ``label [####......] 12/48 blocks 0:42``."""
 
-    def __init__(self, total: int, label: str, enabled: bool) -> None:
-        self.total, self.label, self.enabled = total, label, enabled
+    def __init__(self, total: int, label: str, enabled: bool, unit: str = "blocks") -> None:
+        self.total, self.label, self.enabled, self.unit = total, label, enabled, unit
         self.done = 0
         self.start = time.monotonic()
         self.lock = threading.Lock()
@@ -94,11 +94,38 @@ class _Progress:
         width = 30
         filled = int(width * self.done / max(1, self.total))
         elapsed = int(time.monotonic() - self.start)
-        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} blocks "
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.unit} "
                          f"{elapsed // 60}:{elapsed % 60:02d}")
         if self.done >= self.total:
             sys.stderr.write("\n")
         sys.stderr.flush()
+
+
+def compute_with_progress(*collections: Any, progress: bool = True, label: str = "computing") -> tuple[Any, ...]:
+    """``dask.compute(*collections)`` with the one-line progress bar of :func:`compute_in_waves`,
+    counting finished tasks (local schedulers; with a ``distributed`` client no bar is drawn).
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> compute_with_progress(da.ones(8, chunks=2).sum(), progress=False)
+    (np.float64(8.0),)
+    """
+    from dask.callbacks import Callback
+
+    class _Bar(Callback):  # type: ignore[misc]
+        bar: _Progress | None = None
+
+        def _start_state(self, dsk: Any, state: Any) -> None:
+            total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+            self.bar = _Progress(total, label, progress, unit="tasks")
+
+        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+            if self.bar is not None:
+                self.bar.advance()
+
+    with _Bar():
+        return tuple(dask.compute(*collections))
 
 
 def _lifetimes(dsk: dict[Any, Any], outputs: dict[Any, int]) -> tuple[dict[Any, set[Any]], dict[Any, int], dict[Any, int]]:

@@ -160,7 +160,8 @@ class Index:
 
 
 def _result_dtype(arrays: Sequence[Any]) -> np.dtype:
-    dt = np.result_type(*[getattr(a, "dtype", np.asarray(a).dtype) for a in arrays])
+    # a.dtype, not getattr(a, "dtype", np.asarray(a).dtype): that default would compute a lazy input
+    dt = np.result_type(*[a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype for a in arrays])
     return np.dtype(np.float32) if dt == np.float32 or (dt.kind in "iu" and dt.itemsize <= 2) else np.dtype(np.float64)
 
 

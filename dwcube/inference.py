@@ -307,6 +307,30 @@ def _block(x: np.ndarray, runner: ModelRunner, y_chunks: tuple[int, ...], x_chun
     return predict_block(x, runner, core=(cores[0], cores[1]))
 
 
+def _build_options_json(entry: _registry.ModelEntry, options: dict[str, Any]) -> str:
+    """The model's build options as a sorted JSON object, the build function's defaults filled in
+    (so that ``options={"direction": "forward"}`` and no options record the same thing).
+
+    Examples
+    --------
+    >>> _build_options_json(_registry.get_entry("dynamic-world"), {"direction": "backward"})
+    '{"direction": "backward", "fast": true}'
+    """
+    import inspect
+    import json
+
+    effective: dict[str, Any] = {}
+    try:
+        params = inspect.signature(entry.build).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: only what was passed
+        params = []
+    for p in params:
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty:
+            effective[p.name] = p.default
+    effective.update(options)
+    return json.dumps({k: effective[k] for k in sorted(effective)}, default=str)
+
+
 def _resolve_entry(model: str | _registry.ModelEntry) -> _registry.ModelEntry:
     return _registry.get_entry(model) if isinstance(model, str) else model
 
@@ -353,6 +377,18 @@ def classify(
         it only affects neighbours within the receptive field).
     options
         Build options of the model (Dynamic World: ``direction``, ``fast``).
+
+    Notes
+    -----
+    What goes into ``attrs`` as the settings that make the numbers: the model (name,
+    version, weights SHA-256), every build option with the build function's defaults
+    filled in (``model_build_options``, a JSON object; dwcube cannot tell which options
+    of a model change its output, so all of them count), ``inference_fill_value``, the
+    model's inputs and their normalisation, and the cube's loading provenance (sensor,
+    radiometry, masks, cloud mask, harmonisation, resampling, grouping).  ``tile``,
+    ``batch_size``, ``compile`` and ``device`` are recorded only as information: they
+    change results at float32 noise at most, so archives accept dates computed with
+    different values of them.
 
     Returns
     -------
@@ -422,6 +458,7 @@ def classify(
     coords["class"] = xr.DataArray(list(entry.classes), dims="class")
     attrs = _registry.model_attrs(entry, options)
     attrs.update({
+        "model_build_options": _build_options_json(entry, options),
         "model_inputs": list(entry.inputs.names),
         "model_normalisation": inputs.attrs.get("normalisation", []),
         "model_halo": entry.halo,
@@ -431,7 +468,8 @@ def classify(
         "long_name": "land-cover class probability",
         "units": "1",
     })
-    for key in ("sensor", "product_level", "radiometry", "corrections", "mask", "cloud_mask", "out_of_domain"):
+    for key in ("sensor", "product_level", "radiometry", "corrections", "mask", "cloud_mask", "harmonization",
+                "resampling", "groupby", "out_of_domain"):
         if key in inputs.attrs or key in cube.attrs:
             attrs[key] = inputs.attrs.get(key, cube.attrs.get(key))
     return xr.DataArray(prob, dims=("time", "class", ydim, xdim), coords=coords, name="probability", attrs=attrs)

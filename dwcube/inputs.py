@@ -5,6 +5,21 @@ indices, elevation, slope, each with its fixed normalisation); :func:`model_inpu
 turns a reflectance cube (and a DEM on its grid) into the normalised array
 ``(time, feature, y, x)`` the model consumes.  Inference and training both call
 it, so the two can never disagree about inputs.
+
+Reflectance scale
+-----------------
+Models take reflectance 0–1.  A cube of digital numbers (reflectance × 10000), one divided
+by 10000 twice, or a float 0–1 product scaled as DN all give plausible-looking labels, so
+:func:`model_inputs` checks the scale, cheaply, on the data actually computed: every block
+of the band inputs passes :func:`check_reflectance_scale` on its way into the model
+(comparisons and counts over values already in memory), and integer bands are refused
+before anything is built.  Digital numbers are refused (:class:`ReflectanceScaleError`);
+values 10000 times too small are warned about (:class:`ReflectanceScaleWarning`).  The
+thresholds leave real data alone: top-of-atmosphere snow and bright cloud stay below
+~1.6 and saturated pixels are few, so a block where 10 % of the valid values exceed 3
+is digital numbers; dark water still has a blue or green band above 0.002, so a block
+where 99 % of all its bands' valid values lie below 0.002 (with at least 1000 of them,
+not all zero) is too small.
 """
 
 from __future__ import annotations
@@ -14,12 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import odc.geo.xr  # noqa: F401 - registers .odc (used here) now that `import dwcube` is lazy
 import xarray as xr
 
 from . import indices as _indices
 from .sensors.base import MessageKeyError
 
-__all__ = ["Feature", "InputSpec", "model_inputs", "MissingInputError", "OutOfDomainWarning"]
+__all__ = ["Feature", "InputSpec", "model_inputs", "MissingInputError", "OutOfDomainWarning",
+           "ReflectanceScaleError", "ReflectanceScaleWarning", "check_reflectance_scale", "reflectance_scale_problem"]
 
 FeatureKind = Literal["band", "index", "elevation", "slope"]
 
@@ -30,6 +47,125 @@ class MissingInputError(MessageKeyError):
 
 class OutOfDomainWarning(UserWarning):
     """The cube is not the kind of data the model was trained on (e.g. L2A for an L1C model)."""
+
+
+class ReflectanceScaleError(ValueError):
+    """Band inputs are not reflectance 0–1 (digital numbers, or integer bands)."""
+
+
+class ReflectanceScaleWarning(UserWarning):
+    """Band inputs look 10000 times smaller than reflectance (divided twice, or 0–1 data read as DN)."""
+
+
+#: A valid value above this is not a reflectance (TOA snow and cloud stay below ~1.6).
+DN_LIKE_ABOVE = 3.0
+#: Share of a block's valid values above :data:`DN_LIKE_ABOVE` that makes it digital numbers.
+DN_LIKE_SHARE = 0.1
+#: 99 % of a block's valid values (all bands) below this: reflectance 10000 times too small.
+TOO_SMALL_BELOW = 0.002
+#: Fewest valid values a block needs before the too-small test is made.
+TOO_SMALL_MIN_VALID = 1000
+
+_REMEDY = ("Load the cube with dwcube.load, which scales every product to reflectance, or convert it yourself: "
+           "Sentinel-2 DN / 10000 (processing baseline 04.00 and later: (DN - 1000) / 10000), "
+           "Landsat Collection 2 Level-2 DN * 2.75e-5 - 0.2")
+
+
+def reflectance_scale_problem(values: np.ndarray | list[np.ndarray] | tuple[np.ndarray, ...],
+                              names: tuple[str, ...] | list[str] = ()) -> tuple[str, str] | None:
+    """What is wrong with the scale of a block of band values, if anything.
+
+    Parameters
+    ----------
+    values
+        Band values of one block (an array, or one array per band; any shape; NaN = no
+        data), judged all together.
+    names
+        Band names, for the message.
+
+    Returns
+    -------
+    ``None`` when the values look like reflectance 0–1; else ``("digital numbers", message)``
+    or ``("too small", message)``, the message naming what was found and what is expected.
+
+    Examples
+    --------
+    >>> reflectance_scale_problem(np.array([0.02, 0.31, 1.4, np.nan])) is None
+    True
+    >>> reflectance_scale_problem(np.array([312.0, 4120.0, np.nan]), ["red"])[0]
+    'digital numbers'
+    >>> reflectance_scale_problem([np.full(1500, 3.1e-5), np.full(1500, 1e-4)], ["red", "nir"])[0]
+    'too small'
+    """
+    parts = [np.asarray(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+    n = high = nonzero = above = 0
+    for v in parts:  # counts only: no copy of the block
+        finite = np.isfinite(v)
+        n += int(np.count_nonzero(finite))
+        high += int(np.count_nonzero(v > DN_LIKE_ABOVE))
+        above += int(np.count_nonzero(v > TOO_SMALL_BELOW))
+        nonzero += int(np.count_nonzero(finite & (v != 0)))
+    if n == 0:
+        return None
+    kind = None
+    if high >= max(1, DN_LIKE_SHARE * n):
+        kind = "digital numbers"
+    elif n >= TOO_SMALL_MIN_VALID and nonzero and above < 0.01 * n:
+        kind = "too small"
+    if kind is None:
+        return None
+    v = np.concatenate([p[np.isfinite(p)].ravel() for p in parts]).astype(np.float64)
+    lo, hi, p99 = float(v.min()), float(v.max()), float(np.percentile(v, 99))
+    which = f"band{'s' if len(names) != 1 else ''} {', '.join(names)}" if names else "the bands"
+    if kind == "digital numbers":
+        return kind, (
+            f"the inputs look like digital numbers, not reflectance: {high / n:.0%} of the {n} valid values of "
+            f"{which} in one block exceed {DN_LIKE_ABOVE:g} (found {lo:.4g} to {hi:.4g}, 99th percentile "
+            f"{p99:.4g}); the model expects reflectance 0-1. {_REMEDY}.")
+    return kind, (
+        f"the inputs look 10000 times too small for reflectance: 99% of the {n} valid values of {which} in one "
+        f"block are below {TOO_SMALL_BELOW:g} (99th percentile {p99:.3g}, largest {hi:.3g}); the model expects "
+        "reflectance 0-1 (vegetation near-infrared ~0.3). Was the cube divided by 10000 twice, or a float "
+        "0-1 product scaled as digital numbers? " + _REMEDY + ".")
+
+
+def check_reflectance_scale(*blocks: np.ndarray, names: tuple[str, ...] | list[str] = ()) -> None:
+    """Raise :class:`ReflectanceScaleError` for digital numbers, warn (:class:`ReflectanceScaleWarning`)
+    for values 10000 times too small; see :func:`reflectance_scale_problem`.
+
+    Examples
+    --------
+    >>> check_reflectance_scale(np.array([[0.05, 0.4]]), np.array([[0.1, 0.2]]), names=("red", "nir"))
+    >>> check_reflectance_scale(np.array([[500.0, 4000.0]]), names=("red",))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dwcube.inputs.ReflectanceScaleError: the inputs look like digital numbers, not reflectance: ... 0-1. ...
+    """
+    if not blocks:
+        return
+    found = reflectance_scale_problem(list(blocks), names)
+    if found is None:
+        return
+    kind, message = found
+    if kind == "digital numbers":
+        raise ReflectanceScaleError(message)
+    warnings.warn(message, ReflectanceScaleWarning, stacklevel=2)
+
+
+def _checked_block(stacked: np.ndarray, *bands: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    check_reflectance_scale(*bands, names=names)
+    return stacked
+
+
+def _band_inputs(cube: xr.Dataset, spec: InputSpec, nir: str) -> list[str]:
+    """The cube's bands that the spec reads (as bands or through indices), in order."""
+    used: list[str] = []
+    for f in spec.features:
+        if f.kind == "band":
+            used.append(nir if f.name == "nir" else f.name)
+        elif f.kind == "index":
+            used += [nir if b == "nir" else b for b in _indices.INDICES[f.name].bands]
+    return list(dict.fromkeys(used))
 
 
 @dataclass(frozen=True)
@@ -206,7 +342,8 @@ def _domain_problems(cube: xr.Dataset, spec: InputSpec) -> str:
     return "; ".join(problems)
 
 
-def model_inputs(cube: xr.Dataset, spec: InputSpec, *, dem: xr.Dataset | None = None) -> xr.DataArray:
+def model_inputs(cube: xr.Dataset, spec: InputSpec, *, dem: xr.Dataset | None = None,
+                 check_scale: bool = True) -> xr.DataArray:
     """Stack and normalise a model's inputs: ``(time, feature, y, x)`` float32, lazily.
 
     Parameters
@@ -218,6 +355,10 @@ def model_inputs(cube: xr.Dataset, spec: InputSpec, *, dem: xr.Dataset | None = 
     dem
         Output of :func:`dwcube.elevation.load_dem` on the cube's grid, when the spec
         needs elevation or slope; static layers are repeated for every date.
+    check_scale
+        Check that the band inputs are reflectance 0–1 (see the module docstring): integer
+        bands are refused here, each block is checked when it is computed.  ``False``
+        turns the check off (for inputs on another scale on purpose).
 
     Returns
     -------
@@ -230,18 +371,29 @@ def model_inputs(cube: xr.Dataset, spec: InputSpec, *, dem: xr.Dataset | None = 
     ------
     MissingInputError
         Naming every input that the cube or DEM lacks.
+    ReflectanceScaleError
+        When a band input is integer (here), or a block of them is digital numbers (when
+        that block is computed).
 
     Warns
     -----
     OutOfDomainWarning
         When the cube's sensor or resampling is not what the model was trained on; the
         result then carries ``attrs["out_of_domain"]`` saying why.
+    ReflectanceScaleWarning
+        When a computed block of band inputs is 10000 times smaller than reflectance.
 
     Examples
     --------
-    >>> x = model_inputs(cube, spec, dem=load_dem(dem_catalog, cube))  # doctest: +SKIP
-    >>> x.sizes  # doctest: +SKIP
-    Frozen({'time': 12, 'feature': 9, 'y': 1024, 'x': 1024})
+    >>> from dwcube.testing import synthetic_cube
+    >>> spec = InputSpec((Feature("red", "band", shift=0.1, scale=0.1), Feature("ndvi", "index")))
+    >>> x = model_inputs(synthetic_cube(32, 2, chunks=16), spec)
+    >>> dict(x.sizes), x.feature.values.tolist()
+    ({'time': 2, 'feature': 2, 'y': 32, 'x': 32}, ['red', 'ndvi'])
+    >>> model_inputs(synthetic_cube(32, 1).astype("uint16"), spec)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dwcube.inputs.ReflectanceScaleError: band inputs must be floating-point reflectance 0-1, but red (uint16), ...
     """
     missing = _missing(cube, spec, dem)
     if missing:
@@ -250,6 +402,13 @@ def model_inputs(cube: xr.Dataset, spec: InputSpec, *, dem: xr.Dataset | None = 
     if out_of_domain:
         warnings.warn(f"inputs outside the model's domain: {out_of_domain}", OutOfDomainWarning, stacklevel=2)
     nir = _indices._nir_band(cube, spec.nir)
+    used = _band_inputs(cube, spec, nir)
+    if check_scale:
+        integer = [f"{b} ({cube[b].dtype})" for b in used if cube[b].dtype.kind in "iub"]
+        if integer:
+            raise ReflectanceScaleError(
+                f"band inputs must be floating-point reflectance 0-1, but {', '.join(integer)} "
+                f"{'is' if len(integer) == 1 else 'are'} integer (digital numbers?). {_REMEDY}, as float32.")
     wanted_idx = [f.name for f in spec.features if f.kind == "index"]
     idx = _indices.compute(cube, wanted_idx, nir=spec.nir) if wanted_idx else None
     layers = []
@@ -268,11 +427,24 @@ def model_inputs(cube: xr.Dataset, spec: InputSpec, *, dem: xr.Dataset | None = 
     stacked = stacked.transpose("time", "feature", ydim, xdim)
     if stacked.chunks is not None:
         stacked = stacked.chunk({"feature": -1})
+    if check_scale and used:
+        raw = [cube[b].transpose("time", ydim, xdim).data for b in used]
+        if isinstance(stacked.data, np.ndarray):
+            check_reflectance_scale(*(np.asarray(r) for r in raw), names=tuple(used))
+        else:
+            import dask.array as da
+
+            pairs = [x for r in raw for x in (da.asarray(r), "tyx")]
+            checked = da.blockwise(_checked_block, "tfyx", stacked.data, "tfyx", *pairs, names=tuple(used),
+                                   dtype=stacked.dtype, meta=np.empty((0, 0, 0, 0), stacked.dtype))
+            stacked = stacked.copy(data=checked)
     stacked.name = "inputs"
     stacked.attrs = {
         "features": list(spec.names),
         "normalisation": [f.describe() for f in spec.features],
         "nir_band": nir,
+        "scale_check": (f"per block: refused if {DN_LIKE_SHARE:.0%} of the band values exceed {DN_LIKE_ABOVE:g} "
+                        f"(digital numbers), warned if 99% lie below {TOO_SMALL_BELOW:g}") if check_scale else "off",
     }
     for key in ("sensor", "product_level", "radiometry"):
         if key in cube.attrs:

@@ -21,13 +21,21 @@ The output grid (documented rule, see :func:`output_grid`)
 * ``resolution``: the one given; else the sensor's native resolution (10 m for
   Sentinel-2, 30 m for Landsat) when the CRS is in metres; a geographic CRS needs
   an explicit resolution.
-* extent: the bbox/geometry when given, else the union of the items' footprints;
+* extent: the bbox/geometry when given, else the union of the items' footprints
   (reprojecting to another CRS with odc-stac, GDAL's approximate transformer is
   set up per chunk, so a handful of edge-of-pixel samples can differ between
   chunkings; on the items' own CRS, and with ``loader="stackstac"``, results do
-  not depend on chunking);
-  pixel edges are aligned to multiples of the resolution, so that tiles of the
-  same CRS keep their native pixels (no resampling when grids coincide).
+  not depend on chunking), grown outward to whole pixels.
+* pixel edges (the snap rule, :func:`native_anchor`): when the output CRS and
+  resolution are an item's own pixel grid (``proj:transform`` of an asset or of the
+  item: north-up, pixel size equal to the resolution, in the output CRS or in one
+  that differs from it by a translation only, as EPSG:32620 and EPSG:32720 do), the
+  output grid's edges fall on that grid's edges, so its pixels are read as they are
+  (no resampling, no shift).  Landsat grids have their edges at 15 m modulo 30 m: a
+  grid aligned to multiples of 30 m started half a pixel off and resampled every
+  pixel.  When items disagree, the grid of the most items wins (ties: the earliest)
+  and the others are resampled; when none matches, edges are at multiples of the
+  resolution (where Sentinel-2 tiles have theirs).
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ import datetime as dt
 import logging
 import math
 import os
+import time
+import uuid
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -64,28 +75,49 @@ from .sensors import (
 )
 from .clouds import CLOUD_BANDS, CloudMaskParams
 from .clouds import cloud_mask as _cloud_mask
-from .stac import CatalogLike, _item_time, search
+from .reads import (
+    MISSING_SCHEME,
+    AssetError,
+    AssetReadWarning,
+    ReadGuard,
+    odc_driver,
+    read_failures,
+    stackstac_reader,
+)
+from .stac import CatalogLike, _item_time, check_bbox, check_geometry, search
 
-__all__ = ["load", "output_grid", "date_groups", "solar_day", "ReadPlan", "AssetError", "DEFAULT_GDAL_ENV"]
+__all__ = ["load", "output_grid", "native_anchor", "date_groups", "solar_day", "ReadPlan", "AssetError",
+           "DEFAULT_GDAL_ENV", "read_failures", "DEFAULT_MAX_PIXELS", "GridTooLargeError"]
 
 log = logging.getLogger(__name__)
 
 #: GDAL settings used for every read: retries on flaky HTTP (429/5xx), no
 #: directory listing on open, curl reuse.  Override any of them with ``gdal_env``.
+#: GDAL doubles its delay between retries (0.2, 0.5, 1.1, 2.5, 6 s, … measured): 5 retries
+#: wait ~10 s in all, where 10 waited ~10 minutes on a file that never answers right
+#: (dwcube's own retries of a failed read, :class:`dwcube.reads.ReadGuard`, come on top).
 DEFAULT_GDAL_ENV: dict[str, Any] = {
-    "GDAL_HTTP_MAX_RETRY": 10,
+    "GDAL_HTTP_MAX_RETRY": 5,
     "GDAL_HTTP_RETRY_DELAY": 0.2,
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     "GDAL_HTTP_TIMEOUT": 60,
 }
 
+#: Largest output grid (pixels per date, ``y × x``) that :func:`load` builds unless told
+#: otherwise (``max_pixels=``): 4·10⁹ px is 400 000 km² at 10 m or 3.6 million km² at 30 m,
+#: some 30 whole Sentinel-2 tiles (10980² px each), and 16 GB per band and date in float32;
+#: bigger requests are nearly always a mistyped bbox or resolution (a west of −200 asked for
+#: 936448 × 273946 px).  The cube is lazy, so a larger grid does work when meant: pass a
+#: larger number, or ``None`` for no limit.
+DEFAULT_MAX_PIXELS = 4_000_000_000
+
 Groupby = Literal["solar_day", "time", "id"] | Callable[[pystac.Item], Hashable] | None
 OnError = Literal["raise", "nan"]
 
 
-class AssetError(RuntimeError):
-    """A band's asset is missing from an item or cannot be read."""
+class GridTooLargeError(ValueError):
+    """The output grid has more pixels per date than ``max_pixels`` allows."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +142,8 @@ class ReadPlan:
         ``"raise"`` or ``"nan"`` (see :func:`load`).
     env
         GDAL options for every read.
+    guard
+        How reads are retried and their failures recorded.
     """
 
     items: Sequence[pystac.Item]
@@ -120,6 +154,7 @@ class ReadPlan:
     resampling: str
     on_error: OnError
     env: Mapping[str, Any]
+    guard: ReadGuard
 
     @property
     def spectral(self) -> list[str]:
@@ -150,6 +185,8 @@ def load(
     gdal_env: Mapping[str, Any] | None = None,
     max_items: int | None = None,
     cloud_mask: bool | CloudMaskParams | Literal["auto"] = "auto",
+    read_retries: int = 2,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> xr.Dataset:
     """Search a catalogue and return a lazy reflectance cube.
 
@@ -161,7 +198,10 @@ def load(
         See :func:`dwcube.stac.search`.
     collections, bbox, geometry, datetime, query, max_items
         Search filters; ``bbox`` and ``geometry`` are in degrees (EPSG:4326) and
-        also set the extent of the output grid.
+        also set the extent of the output grid.  ``bbox`` is ``(west, south, east,
+        north)`` with longitudes in −180…180, latitudes in −90…90, ``west < east`` and
+        ``south < north`` (see :func:`dwcube.stac.check_bbox`; a box across the
+        antimeridian is refused: load each side separately).
     bands
         Common band names (``"red"``, ``"nir"``, ``"swir16"``) or product band ids
         (``"B04"``); ``None`` loads every band of the sensor that all items provide.
@@ -204,13 +244,26 @@ def load(
         :class:`~dwcube.clouds.CloudMaskParams` changes its thresholds (and forces it on).
         The mask is computed on each date's merged cube.
     on_error
-        ``"raise"`` (default): an asset missing from an item raises
-        :class:`AssetError` when loading; an unreadable one (404, corrupt) raises
-        the reader's error (rasterio/GDAL) when computing.  ``"nan"``: every
-        asset is checked when loading (its header is read), failed ones become NaN
-        and are listed in ``attrs["failed_assets"]``.
+        What a failed asset does.  Every pixel read that fails (HTTP error, a body
+        cut short, a truncated or corrupt file) is first retried ``read_retries``
+        times (:class:`dwcube.reads.ReadGuard`).  ``"raise"`` (default): an asset
+        missing from an item raises :class:`AssetError` when loading; a read that
+        still fails raises :class:`AssetError` (item, band, file, GDAL's reason) when
+        computing.  ``"nan"``: every asset's header is checked when loading; missing
+        and unreadable assets are NaN and listed in ``attrs["failed_assets"]``; a
+        pixel read that still fails at compute time leaves that block NaN, warns
+        (:class:`dwcube.reads.AssetReadWarning`) and is recorded:
+        :func:`dwcube.read_failures` (``cube``) after computing lists every failure
+        (attrs are written when the cube is built, before any pixel is read, so they
+        cannot hold the compute-time ones).  A band that fails in every item is a
+        NaN band, not an error.
     gdal_env
         GDAL options merged over :data:`DEFAULT_GDAL_ENV`.
+    read_retries
+        Extra attempts for a pixel read that failed (0 = once), ~0.5 s × attempt apart.
+    max_pixels
+        Refuse output grids of more than this many pixels per date (``y × x``);
+        default :data:`DEFAULT_MAX_PIXELS` (4·10⁹); ``None``: no limit.
 
     Returns
     -------
@@ -236,6 +289,11 @@ def load(
     SensorError
         When items are of different products, or metadata needed to scale them
         is missing.
+    GridTooLargeError
+        When the output grid has more than ``max_pixels`` pixels per date (names the
+        size, the bbox and resolution it came from, and how to allow it).
+    ValueError
+        When ``bbox`` or ``geometry`` is out of range, not finite or inverted.
 
     Examples
     --------
@@ -251,6 +309,14 @@ def load(
     if on_error not in ("raise", "nan"):
         raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
     env = {**DEFAULT_GDAL_ENV, **(gdal_env or {})}
+    if not (isinstance(read_retries, int) and 0 <= read_retries <= 20):
+        raise ValueError(f"read_retries must be a whole number from 0 to 20, got {read_retries!r}")
+    if max_pixels is not None and not (isinstance(max_pixels, (int, np.integer)) and max_pixels > 0):
+        raise ValueError(f"max_pixels must be a positive whole number or None, got {max_pixels!r}")
+    if bbox is not None:
+        bbox = check_bbox(bbox)
+    if geometry is not None:
+        geometry = check_geometry(geometry)
 
     items = search(
         catalog,
@@ -295,15 +361,18 @@ def load(
         _canonical_item(it, s, band_names, mask_name, on_error, failures)
         for it, s in zip(items, sensors, strict=True)
     ]
-    if on_error == "nan":
-        _preflight(canon, env, failures)
+    unusable = _preflight(canon, env, failures, read_retries) if on_error == "nan" else {}
+    load_id = uuid.uuid4().hex
+    guard = ReadGuard(load_id, on_error, {a.href: (it.id, k) for it in canon for k, a in it.assets.items()},
+                      unusable, retries=read_retries)
 
     geobox = output_grid(
         items, sensors[0], crs=crs, resolution=resolution, bbox=bbox, geometry=geometry
     )
+    _check_grid_size(geobox, max_pixels, bbox=bbox, geometry=geometry, resolution=resolution)
     chunk_xy = _chunks(chunks)
     var_names = band_names + ([mask_name] if mask_name else [])
-    plan = ReadPlan(canon, var_names, mask_name, geobox, chunk_xy, resampling, on_error, env)
+    plan = ReadPlan(canon, var_names, mask_name, geobox, chunk_xy, resampling, on_error, env, guard)
     raw = _load_odc(plan) if loader == "odc-stac" else _load_stackstac(plan)
 
     cube, prov = normalize(
@@ -338,11 +407,16 @@ def load(
         "collections": sorted({it.collection_id or "" for it in items}),
         "n_items": len(items),
         "failed_assets": failures,
+        "load_id": load_id,
+        "on_error": on_error,
         "dwcube_version": __version__,
         "history": f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} dwcube.load",
     }
     if failures:
         log.warning("dwcube.load: %d asset(s) failed and are NaN: %s", len(failures), "; ".join(failures[:5]))
+        warnings.warn(f"{len(failures)} asset(s) cannot be read and are NaN: {'; '.join(failures[:5])}"
+                      f"{'; ...' if len(failures) > 5 else ''} (attrs['failed_assets'] lists them)",
+                      AssetReadWarning, stacklevel=2)
     return cube
 
 
@@ -440,15 +514,22 @@ def _canonical_item(
             if on_error == "raise":
                 raise AssetError(msg)
             failures.append(f"{item.id}/{spec.name}: missing asset")
-            continue
-        src = item.assets[key]
+            # a placeholder that is never opened (reads as no data): the band stays in the
+            # cube even when every item lacks it
+            like = next((item.assets[k] for s in specs if (k := s.asset_key(item))), None)
+            proj = {k: copy.deepcopy(v) for k, v in (like.extra_fields if like else {}).items()
+                    if k.startswith("proj:")}
+            src = pystac.Asset(href=f"{MISSING_SCHEME}{item.id}/{spec.name}", media_type=pystac.MediaType.COG,
+                               extra_fields=proj)
+        else:
+            src = item.assets[key]
         extra = {k: copy.deepcopy(v) for k, v in src.extra_fields.items() if k not in ("raster:bands", "bands")}
         is_mask = spec.name == mask_name
         nodata = _mask_nodata(sensor) if is_mask else sensor.nodata
         dtype = _asset_dtype(src) or ("uint8" if spec.name == "scl" else "uint16")
         extra["raster:bands"] = [{"nodata": nodata, "data_type": dtype}]
         assets[spec.name] = pystac.Asset(
-            href=src.get_absolute_href() or src.href,
+            href=src.href if src.href.startswith(MISSING_SCHEME) else (src.get_absolute_href() or src.href),
             media_type=src.media_type,
             roles=["data"],
             extra_fields=extra,
@@ -483,27 +564,38 @@ def _asset_dtype(asset: pystac.Asset) -> str | None:
     return None
 
 
-def _preflight(items: Sequence[pystac.Item], env: Mapping[str, Any], failures: list[str]) -> None:
-    """Open every asset's header; drop (and record) those that fail."""
+def _preflight(items: Sequence[pystac.Item], env: Mapping[str, Any], failures: list[str],
+               retries: int) -> dict[str, str]:
+    """Open every asset's header (``retries`` more times when it fails); record the failed
+    ones and return them as href → reason (the readers never open them)."""
     import rasterio
 
-    jobs = [(it, key) for it in items for key in list(it.assets)]
+    jobs = [(it, key) for it in items for key, a in it.assets.items() if not a.href.startswith(MISSING_SCHEME)]
 
     def check(job: tuple[pystac.Item, str]) -> str | None:
         it, key = job
-        try:
-            with rasterio.Env(**env), rasterio.open(it.assets[key].href) as src:
-                src.profile  # noqa: B018 - reading the header is the check
-        except Exception as exc:  # any failure is recorded, whatever GDAL raises
-            return f"{it.id}/{key}: {str(exc).splitlines()[0][:200]}"
-        return None
+        href = it.assets[key].href
+        reason = ""
+        for k in range(retries + 1):
+            if k:
+                time.sleep(0.5 * k)
+            try:
+                opts = {**env, **({"CPL_VSIL_CURL_NON_CACHED": f"/vsicurl/{href}"} if k else {})}
+                with rasterio.Env(**opts), rasterio.open(href) as src:
+                    src.profile  # noqa: B018 - reading the header is the check
+                return None
+            except Exception as exc:  # any failure is recorded, whatever GDAL raises
+                reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        return reason
 
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(jobs)))) as pool:
         results = list(pool.map(check, jobs))
+    unusable: dict[str, str] = {}
     for (it, key), err in zip(jobs, results, strict=True):
         if err is not None:
-            failures.append(err)
-            del it.assets[key]
+            failures.append(f"{it.id}/{key}: {err}")
+            unusable[it.assets[key].href] = err
+    return unusable
 
 
 # -- grid ---------------------------------------------------------------------------------------
@@ -547,9 +639,16 @@ def output_grid(
 
     Examples
     --------
-    >>> output_grid(items, SENTINEL2_L2A, resolution=20).crs  # doctest: +SKIP
-    CRS('EPSG:32629')
+    >>> from dwcube.sensors import LANDSAT_OLI
+    >>> item = pystac.Item("LC09_X", None, [-60.0, -3.2, -59.8, -3.1], dt.datetime(2023, 7, 23), {})
+    >>> item.add_asset("red", pystac.Asset("red.tif", extra_fields={
+    ...     "proj:code": "EPSG:32620", "proj:shape": [468, 851],
+    ...     "proj:transform": [30.0, 0.0, 832485.0, 0.0, -30.0, -340995.0]}))
+    >>> g = output_grid([item], LANDSAT_OLI)
+    >>> g.crs.epsg, tuple(g.shape), g.transform.c, g.transform.f  # the scene's own grid
+    (32620, (468, 851), 832485.0, -340995.0)
     """
+    from odc.geo import xy_
     from odc.geo.geom import Geometry, box
 
     if crs is None:
@@ -574,15 +673,133 @@ def output_grid(
         raise ValueError(f"resolution must be a positive number, got {resolution!r}")
 
     if geometry is not None:
-        g = geometry if isinstance(geometry, BaseGeometry) else shapely.geometry.shape(geometry)
-        region = Geometry(g, "EPSG:4326")
+        region = Geometry(check_geometry(geometry), "EPSG:4326")
         if bbox is not None:
-            region = region & box(*bbox, "EPSG:4326")
+            region = region & box(*check_bbox(bbox), "EPSG:4326")
     elif bbox is not None:
-        region = box(*bbox, "EPSG:4326")
+        region = box(*check_bbox(bbox), "EPSG:4326")
     else:
         region = _native_union(items, out_crs)
-    return GeoBox.from_geopolygon(region.to_crs(out_crs), resolution=res, crs=out_crs, anchor="edge")
+    if region.crs == CRS("EPSG:4326"):
+        _check_area_of_use(region.boundingbox, out_crs)
+    anchor = native_anchor(items, out_crs, res)
+    try:
+        projected = region.to_crs(out_crs)
+        bounds = projected.boundingbox
+        ok = not projected.is_empty and all(math.isfinite(v) for v in bounds)
+    except (ValueError, OverflowError, ArithmeticError):
+        ok = False
+    if not ok:
+        raise ValueError(f"the area ({'bbox ' + str(tuple(bbox)) if bbox is not None else 'geometry/footprints'}) "
+                         f"cannot be projected to {out_crs}: pass a smaller area or another crs=")
+    return GeoBox.from_geopolygon(projected, resolution=res, crs=out_crs,
+                                  anchor="edge" if anchor is None else xy_(*anchor))
+
+
+#: How far (degrees of longitude) an area may reach beyond its CRS's area of use (a UTM zone is
+#: 6° wide; neighbouring zones' tiles are commonly loaded onto one zone).  Latitude is not
+#: checked: USGS writes southern Landsat scenes in northern UTM zones.
+AREA_OF_USE_MARGIN_DEG = 15.0
+
+
+def _check_area_of_use(bounds: Any, crs: CRS) -> None:
+    """Refuse an area far outside the longitudes where ``crs`` means anything (a west of −180
+    in a UTM zone projects to a degenerate grid of 2021164 × 1 px)."""
+    aou = crs.proj.area_of_use
+    if aou is None or (aou.west <= -180 and aou.east >= 180):
+        return
+    west, east = (aou.west, aou.east) if aou.west <= aou.east else (aou.west - 360, aou.east)
+    if bounds.left < west - AREA_OF_USE_MARGIN_DEG or bounds.right > east + AREA_OF_USE_MARGIN_DEG:
+        raise ValueError(
+            f"the area spans longitudes {bounds.left:g}..{bounds.right:g}, far outside {crs}'s area of use "
+            f"({aou.west:g}..{aou.east:g}): pass a smaller bbox, or crs= of a CRS that covers it "
+            "(e.g. crs='EPSG:4326' with resolution= in degrees)"
+        )
+
+
+def _check_grid_size(geobox: GeoBox, max_pixels: int | None, *, bbox: Any, geometry: Any,
+                     resolution: float | None) -> None:
+    ny, nx = geobox.shape.y, geobox.shape.x
+    n = ny * nx
+    if max_pixels is None or n <= max_pixels:
+        return
+    res = abs(geobox.resolution.x)
+    source = (f"bbox={tuple(bbox)}" if bbox is not None else "geometry=<given>" if geometry is not None
+              else "the union of the items' footprints (no bbox given)")
+    raise GridTooLargeError(
+        f"the output grid is {ny} × {nx} = {n:.3g} px per date, more than max_pixels={max_pixels:.3g}: it comes from "
+        f"{source} at resolution={res:g} ({'given' if resolution is not None else 'native'}) in {geobox.crs}. "
+        "Check the bbox (west, south, east, north in degrees) and the resolution; to load a grid this large on "
+        "purpose pass max_pixels=None or a larger number"
+    )
+
+
+def native_anchor(items: Sequence[pystac.Item], crs: CRS, resolution: float) -> tuple[float, float] | None:
+    """Where the items' own pixel grids put pixel edges on an output grid of ``crs`` and ``resolution``.
+
+    Returns the edges' offset in fractions of a pixel ``(x, y)`` (odc-geo's ``anchor``),
+    from the most common of the items' native grids that match (north-up, pixel size
+    ``resolution``, in ``crs`` or in a CRS that maps onto it by a translation only);
+    ``None`` when no item's grid matches.
+
+    Examples
+    --------
+    >>> item = pystac.Item("X", None, [-60.0, -3.2, -59.8, -3.1], dt.datetime(2023, 7, 23), {})
+    >>> item.add_asset("red", pystac.Asset("red.tif", extra_fields={
+    ...     "proj:code": "EPSG:32620", "proj:transform": [30.0, 0.0, 832485.0, 0.0, -30.0, -340995.0]}))
+    >>> native_anchor([item], CRS("EPSG:32620"), 30.0)
+    (0.5, 0.5)
+    >>> native_anchor([item], CRS("EPSG:32720"), 30.0)  # the same grid, 10 000 km further north
+    (0.5, 0.8333333333)
+    >>> native_anchor([item], CRS("EPSG:32620"), 10.0) is None
+    True
+    """
+    counts: Counter[tuple[float, float]] = Counter()
+    first: dict[tuple[float, float], int] = {}
+    cache: dict[str, tuple[float, float] | None] = {}
+    for i, it in enumerate(items):
+        found: set[tuple[float, float]] = set()
+        for obj in [*(a.extra_fields for a in it.assets.values()), it.properties]:
+            tr = obj.get("proj:transform")
+            code = _proj_code(obj) or _item_epsg(it)
+            if not tr or len(tr) < 6 or not code:
+                continue
+            a, b, c, d, e, f = (float(v) for v in tr[:6])
+            if b or d or a <= 0 or e >= 0 or not (math.isclose(a, resolution, rel_tol=1e-9)
+                                                  and math.isclose(-e, resolution, rel_tol=1e-9)):
+                continue
+            key = f"{code} {c!r} {f!r}"
+            if key not in cache:
+                cache[key] = _origin_in(code, c, f, resolution, crs)
+            origin = cache[key]
+            if origin is not None:
+                fx, fy = (round((v / resolution) % 1.0, 10) % 1.0 for v in origin)
+                found.add((fx, fy))
+        for frac in found:
+            counts[frac] += 1
+            first.setdefault(frac, i)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return min((f for f, n in counts.items() if n == best), key=lambda f: first[f])
+
+
+def _origin_in(code: str, x: float, y: float, res: float, crs: CRS) -> tuple[float, float] | None:
+    """``(x, y)`` of CRS ``code`` in ``crs`` when the two differ by a translation only, else ``None``."""
+    src = CRS(code)
+    if src == crs:
+        return x, y
+    from pyproj import Transformer
+
+    try:
+        tr = Transformer.from_crs(src.proj, crs.proj, always_xy=True)
+        span = 1000 * res
+        (x0, x1, x2), (y0, y1, y2) = tr.transform([x, x + span, x], [y, y, y - span])
+    except Exception:  # pyproj cannot relate them: not the same grid
+        return None
+    tol = 1e-6 * res
+    same = abs(x1 - x0 - span) < tol and abs(y1 - y0) < tol and abs(x2 - x0) < tol and abs(y0 - y2 - span) < tol
+    return (float(x0), float(y0)) if same and math.isfinite(x0) and math.isfinite(y0) else None
 
 
 def _native_union(items: Sequence[pystac.Item], crs: CRS) -> Any:
@@ -624,8 +841,9 @@ def _load_odc(plan: ReadPlan) -> xr.Dataset:
     import odc.stac
 
     odc.stac.configure_rio(cloud_defaults=True, **plan.env)
-    common = dict(geobox=plan.geobox, chunks=dict(plan.chunks), groupby="id",
-                  fail_on_error=(plan.on_error == "raise"), preserve_original_order=True)
+    # every read goes through the guard (retries, then AssetError or NaN plus a record)
+    common = dict(geobox=plan.geobox, chunks=dict(plan.chunks), groupby="id", fail_on_error=True,
+                  preserve_original_order=True, driver=odc_driver(plan.guard))
     raw = odc.stac.load(plan.items, bands=plan.spectral, resampling=plan.resampling, **common)
     if plan.mask_name:
         # A categorical layer is sampled at full resolution: COG overviews were built by
@@ -646,9 +864,7 @@ def _load_stackstac(plan: ReadPlan) -> xr.Dataset:
     gdal_env = stackstac.DEFAULT_GDAL_ENV.updated(always=dict(plan.env))
     bounds = geobox.boundingbox
     res = abs(geobox.resolution.x)
-    errors_as_nodata: tuple[Exception, ...] = (
-        () if plan.on_error == "raise" else (Exception(),)  # stackstac matches by type and message
-    )
+    reader = stackstac_reader(plan.guard)  # retries, then AssetError or NaN plus a record
 
     def stack(assets: list[str], method: str) -> xr.DataArray:
         return stackstac.stack(
@@ -668,7 +884,8 @@ def _load_stackstac(plan: ReadPlan) -> xr.Dataset:
             band_coords=False,
             sortby_date=False,
             gdal_env=gdal_env,
-            errors_as_nodata=errors_as_nodata,
+            errors_as_nodata=(),
+            reader=reader,
         )
 
     parts = [stack(plan.spectral, plan.resampling)]

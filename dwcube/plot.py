@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import odc.geo.xr  # noqa: F401 - registers .odc (used here) now that `import dwcube` is lazy
 import xarray as xr
 
 from .classes import CLASSES, COLORS, NODATA_LABEL
@@ -97,9 +98,34 @@ def _date_title(lab: xr.DataArray, i: int) -> str:
     return str(lab["time"].values[i])[:10]
 
 
-def _pick_time(obj: xr.DataArray | xr.Dataset, when: Any, what: str) -> int:
-    """Position along ``time`` of a date: the same calendar day when ``when`` has no time of
-    day (the nearest acquisition that day), else the exact time."""
+def _timedelta(tolerance: Any, what: str) -> Any:
+    """``tolerance`` as a non-negative :class:`pandas.Timedelta` (``"16D"``, ``datetime.timedelta``, …)."""
+    import pandas as pd
+
+    try:
+        tol = pd.Timedelta(tolerance)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: tolerance {tolerance!r} is not a duration (e.g. '16D', pandas.Timedelta(days=16))"
+                         ) from exc
+    if pd.isna(tol) or tol < pd.Timedelta(0):
+        raise ValueError(f"{what}: tolerance must be a duration >= 0, got {tolerance!r}")
+    return tol
+
+
+def _days_text(delta: Any) -> str:
+    days = delta / np.timedelta64(1, "D")
+    return f"{days:+.0f} days" if abs(days) >= 1 or days == 0 else f"{delta}"
+
+
+def _pick_time(obj: xr.DataArray | xr.Dataset, when: Any, what: str, tolerance: Any = None) -> int:
+    """Position along ``time`` of a date.
+
+    ``tolerance=None``: the same calendar day when ``when`` has no time of day (the nearest
+    acquisition that day), else the exact time.  With a ``tolerance`` (a duration): the
+    acquisition nearest to ``when`` within it — measured in whole days from a date, or from
+    the exact time of a timestamp; ties go to the earlier one.  Errors name the nearest
+    acquisitions on either side.
+    """
     import pandas as pd
 
     if "time" not in obj.dims:
@@ -109,16 +135,43 @@ def _pick_time(obj: xr.DataArray | xr.Dataset, when: Any, what: str) -> int:
         ts = pd.Timestamp(when)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what}: {when!r} is not a date") from exc
+    if pd.isna(ts):
+        raise ValueError(f"{what}: {when!r} is not a date")
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
-    if ts == ts.normalize():
-        hits = np.flatnonzero(times.normalize() == ts)
+    whole_day = ts == ts.normalize()
+    delta = (times.normalize() if whole_day else times) - ts  # signed, per acquisition
+    distance = np.abs(np.asarray(delta.asi8))
+    if tolerance is None:
+        hits = np.flatnonzero(distance == 0)
+        if len(hits):
+            return int(hits[np.argmin(np.abs((times[hits] - ts).asi8))])
     else:
-        hits = np.flatnonzero(times == ts)
-    if len(hits) == 0:
+        tol = _timedelta(tolerance, what)
+        hits = np.flatnonzero(distance <= tol.value)
+        if len(hits):
+            return int(hits[np.argmin(distance[hits])])
+    earlier = np.flatnonzero(np.asarray(delta.asi8) < 0)
+    later = np.flatnonzero(np.asarray(delta.asi8) > 0)
+    nearest = [f"{str(times[i])[:10]} ({_days_text(delta[i])})" for i in ([earlier[-1]] if len(earlier) else [])
+               + ([later[0]] if len(later) else [])]
+    near = f"; the nearest: {' and '.join(nearest)}" if nearest else ""
+    if tolerance is None:
         shown = ", ".join(str(t)[:10] for t in times[:8]) + (" …" if len(times) > 8 else "")
-        raise ValueError(f"{what}: time {ts} is not in the cube (its {len(times)} dates: {shown})")
-    return int(hits[np.argmin(np.abs((times[hits] - ts).asi8))])
+        raise ValueError(f"{what}: time {ts} is not in the cube (its {len(times)} dates: {shown}){near}; pass "
+                         "tolerance= (e.g. '16D') to take the nearest acquisition")
+    raise ValueError(f"{what}: no acquisition within {tol} of {str(ts)[:10] if whole_day else ts}{near}; widen "
+                     "tolerance= or ask for one of those dates")
+
+
+def _asked(lab: xr.DataArray, i: int, when: Any) -> str:
+    """`` (asked YYYY-MM-DD)`` when acquisition ``i`` is on another calendar day than ``when``."""
+    import pandas as pd
+
+    ts = pd.Timestamp(when)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return "" if pd.Timestamp(lab["time"].values[i]).normalize() == ts.normalize() else f" (asked {str(ts)[:10]})"
 
 
 def _extent(gbox: Any) -> tuple[float, float, float, float]:
@@ -245,6 +298,7 @@ def before_after(
     before: Any,
     after: Any,
     *,
+    tolerance: Any = "16D",
     changes: bool = True,
     legend: bool = True,
     panel_size: float = 3.6,
@@ -258,9 +312,16 @@ def before_after(
         ``(time, y, x)`` label, ``(time, class, y, x)`` probability cube, or a Dataset
         holding either (an archive, a composite).
     before, after
-        Dates (strings, ``datetime``, ``numpy.datetime64``).  A date without a time of day
-        picks the cube's acquisition on that calendar day; a full timestamp must match
-        exactly.
+        Dates (strings, ``datetime``, ``numpy.datetime64``).  Each picks the cube's
+        acquisition nearest to it within ``tolerance`` (a date without a time of day in
+        whole days: any acquisition that day is 0 days away; a timestamp from its exact
+        time).  The panel titles give the dates used, and the date asked for when it was
+        another day.
+    tolerance
+        How far the acquisition may be from the date asked: a duration (``"16D"``, the
+        default, about one Landsat or three Sentinel-2 revisits; ``pandas.Timedelta``,
+        ``datetime.timedelta``).  ``None``: the same calendar day for a date, the exact
+        time for a timestamp.
     changes
         Add a third panel: pixels whose label differs between the two dates (both valid)
         in their *after* colour, the others white; its title gives the changed share.
@@ -278,7 +339,9 @@ def before_after(
     Raises
     ------
     ValueError
-        A date not in the cube (the message lists its dates), no ``time`` dimension.
+        No acquisition within the tolerance of a date (the message names the nearest
+        acquisitions before and after it), both dates picking the same acquisition, a
+        tolerance that is no duration, no ``time`` dimension.
 
     Examples
     --------
@@ -288,13 +351,19 @@ def before_after(
     >>> fig = before_after(lab, before="2023-05-01", after="2023-09-01")
     >>> [ax.get_title() for ax in fig.axes]
     ['before: 2023-05-01', 'after: 2023-09-01', 'changed: 33 % of 3 valid pixels']
+    >>> fig = before_after(lab, before="2023-04-24", after="2023-09-10")     # the nearest within 16 days
+    >>> [ax.get_title() for ax in fig.axes][:2]
+    ['before: 2023-05-01 (asked 2023-04-24)', 'after: 2023-09-01 (asked 2023-09-10)']
     """
     _mpl()
     from matplotlib.figure import Figure
 
     lab = _as_label(data)
-    i0 = _pick_time(lab, before, "before")
-    i1 = _pick_time(lab, after, "after")
+    i0 = _pick_time(lab, before, "before", tolerance)
+    i1 = _pick_time(lab, after, "after", tolerance)
+    if i0 == i1:
+        raise ValueError(f"before ({before}) and after ({after}) pick the same acquisition, "
+                         f"{_date_title(lab, i0)}: give dates further apart or a smaller tolerance")
     ydim, xdim = lab.dims[-2], lab.dims[-1]
     lab = lab.transpose(..., "time", ydim, xdim)
     if lab.ndim != 3:
@@ -308,9 +377,9 @@ def before_after(
     fig = Figure(figsize=(panel_size * n_panels + (2.2 if legend else 0), panel_size * aspect + 0.8))
     axes = fig.subplots(1, n_panels, squeeze=True)
     k = len(classes)
-    for ax, img, when, title in ((axes[0], a, i0, "before"), (axes[1], b, i1, "after")):
+    for ax, img, when, title, asked in ((axes[0], a, i0, "before", before), (axes[1], b, i1, "after", after)):
         ax.imshow(label_rgb(img, classes), interpolation="nearest")
-        ax.set_title(f"{title}: {_date_title(lab, when)}", fontsize=9)
+        ax.set_title(f"{title}: {_date_title(lab, when)}{_asked(lab, when, asked)}", fontsize=9)
     if changes:
         both = (a < k) & (b < k)
         changed = both & (a != b)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import pystac
+import shapely
 import shapely.geometry
 from shapely.geometry.base import BaseGeometry
 
-__all__ = ["search", "EmptySearchError", "CatalogError", "parse_datetime_range"]
+__all__ = ["search", "EmptySearchError", "CatalogError", "parse_datetime_range", "check_bbox", "check_geometry"]
 
 CatalogLike = str | os.PathLike[str] | pystac.ItemCollection | Iterable[pystac.Item | Mapping[str, Any]] | Any
 
@@ -120,11 +122,9 @@ def search(
     if isinstance(collections, str):
         collections = [collections]
     if bbox is not None:
-        bbox = [float(v) for v in bbox]
-        if len(bbox) != 4 or bbox[0] > bbox[2] or bbox[1] > bbox[3]:
-            raise ValueError(f"bbox must be (west, south, east, north) in degrees, got {bbox}")
-    if isinstance(geometry, BaseGeometry):
-        geometry = shapely.geometry.mapping(geometry)
+        bbox = list(check_bbox(bbox))
+    if geometry is not None:
+        geometry = shapely.geometry.mapping(check_geometry(geometry))
 
     items = _search_api(catalog, collections, bbox, geometry, datetime, query, max_items, headers)
     if items is None:
@@ -137,6 +137,99 @@ def search(
             "no STAC item matched the search: " + _describe(catalog, collections, bbox, geometry, datetime, query)
         )
     return items
+
+
+def check_bbox(bbox: Sequence[float], *, name: str = "bbox") -> tuple[float, float, float, float]:
+    """Check a ``(west, south, east, north)`` box in degrees (EPSG:4326) and return it as floats.
+
+    Longitudes must lie in −180…180 and latitudes in −90…90, all finite, with
+    ``south < north`` and ``west < east``.  A box across the antimeridian (``west > east``,
+    as RFC 7946 writes it) is refused: the output grid of one load cannot wrap around, so
+    load the two sides separately (``west…180`` and ``−180…east``).
+
+    Parameters
+    ----------
+    bbox
+        Four numbers.
+    name
+        How the caller's interface calls the box, for the messages (``"--bbox"`` on the CLI).
+
+    Raises
+    ------
+    ValueError
+        Naming the problem and the value.
+
+    Examples
+    --------
+    >>> check_bbox([14.5, 45.8, 14.6, 45.9])
+    (14.5, 45.8, 14.6, 45.9)
+    >>> check_bbox((-200, 45.1, 15.0, 45.2))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: bbox west = -200.0 is outside -180..180 degrees of longitude (bbox is (west, south, ...)
+    """
+    what = f"{name} is (west, south, east, north) in degrees, EPSG:4326"
+    try:
+        values = [float(v) for v in bbox]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be four numbers, got {bbox!r} ({what})") from None
+    if len(values) != 4:
+        raise ValueError(f"{name} must be four numbers, got {len(values)}: {values} ({what})")
+    west, south, east, north = values
+    for label, v in zip(("west", "south", "east", "north"), values, strict=True):
+        if not math.isfinite(v):
+            raise ValueError(f"{name} {label} = {v} is not a finite number ({what})")
+    for label, v in (("west", west), ("east", east)):
+        if not -180.0 <= v <= 180.0:
+            raise ValueError(f"{name} {label} = {v} is outside -180..180 degrees of longitude ({what})")
+    for label, v in (("south", south), ("north", north)):
+        if not -90.0 <= v <= 90.0:
+            raise ValueError(f"{name} {label} = {v} is outside -90..90 degrees of latitude ({what})")
+    if not south < north:
+        raise ValueError(f"{name} south ({south}) must be less than north ({north}) ({what})")
+    if west > east:
+        raise ValueError(
+            f"{name} west ({west}) is east of east ({east}): a box across the antimeridian is not supported; "
+            f"load the two sides separately ({name} {west}, {south}, 180, {north} and -180, {south}, {east}, {north})"
+        )
+    if west == east:
+        raise ValueError(f"{name} west and east are both {west}: the box has no width ({what})")
+    return west, south, east, north
+
+
+def check_geometry(geometry: Mapping[str, Any] | BaseGeometry, *, name: str = "geometry") -> BaseGeometry:
+    """Check a GeoJSON geometry in degrees (EPSG:4326): non-empty, finite, valid, within ±180°/±90°.
+
+    Examples
+    --------
+    >>> check_geometry({"type": "Point", "coordinates": [14.56, 45.87]}).geom_type
+    'Point'
+    >>> check_geometry({"type": "Point", "coordinates": [14.56, float("nan")]})
+    Traceback (most recent call last):
+    ...
+    ValueError: geometry has coordinates that are not finite numbers (GeoJSON in degrees, EPSG:4326)
+    """
+    what = "GeoJSON in degrees, EPSG:4326"
+    try:
+        g = geometry if isinstance(geometry, BaseGeometry) else shapely.geometry.shape(geometry)
+    except Exception as exc:
+        raise ValueError(f"{name} is not a GeoJSON geometry ({exc}; {what})") from None
+    if g.is_empty:
+        raise ValueError(f"{name} is empty ({what})")
+    import numpy as np
+
+    xy = shapely.get_coordinates(g)
+    if not np.isfinite(xy).all():
+        raise ValueError(f"{name} has coordinates that are not finite numbers ({what})")
+    west, south, east, north = g.bounds
+    if west < -180 or east > 180 or south < -90 or north > 90:
+        raise ValueError(f"{name} reaches {west:g}, {south:g}, {east:g}, {north:g} (west, south, east, north): "
+                         f"outside -180..180 / -90..90 degrees ({what}; across the antimeridian, split it)")
+    if not g.is_valid:
+        from shapely.validation import explain_validity
+
+        raise ValueError(f"{name} is not a valid geometry: {explain_validity(g)} ({what})")
+    return g
 
 
 # -- STAC API ---------------------------------------------------------------------------------

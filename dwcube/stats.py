@@ -22,11 +22,14 @@ Geographic CRS (EPSG:4326, …)
     evaluated per row (the area depends on latitude only).  It agrees with
     :meth:`pyproj.Geod.polygon_area_perimeter` (Karney's geodesic algorithm) to ~10⁻⁹.
 
-A probability cube gives either the **expected area** (``method="expected"``: the sum over
-valid pixels of the class probability × pixel area; the classes add up to the valid area)
-or the **label area** (``method="label"``: pixel area summed over the pixels whose most
-probable class it is).  A label raster gives the label area.  Pixels with no data (NaN
-probability, label 255) count in ``nodata_area`` and in no class.
+A probability cube gives by default the **label area** (``method="label"``: pixel area
+summed over the pixels whose most probable class it is — what a map shows and what users
+count: a forest gets no snow), or on request the **expected area** (``method="expected"``:
+the sum over valid pixels of the class probability × pixel area, every class getting its
+share of every pixel; a July forest where each pixel gives ``snow_and_ice`` 4 % has 4 % of
+its area as expected snow).  Both add up to the valid area over the classes.  A label
+raster gives the label area.  Pixels with no data (NaN probability, label 255) count in
+``nodata_area`` and in no class.
 
 Polygons (shapely geometries with a CRS, odc-geo geometries, a ``{name: geometry}``
 mapping, or a GeoDataFrame/GeoSeries) are reprojected to the cube's CRS with odc-geo and
@@ -56,6 +59,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+import odc.geo.xr  # noqa: F401 - registers .odc (used here) now that `import dwcube` is lazy
 import xarray as xr
 
 from .classes import CLASSES
@@ -304,7 +308,7 @@ def class_area(
     data: xr.DataArray | xr.Dataset,
     *,
     unit: str = "km2",
-    method: str | None = None,
+    method: str = "label",
     polygons: Any = None,
     crs: Any = None,
     ellipsoidal: bool = False,
@@ -320,9 +324,11 @@ def class_area(
     unit
         ``"km2"`` (default), ``"ha"`` or ``"m2"``.
     method
-        ``"expected"`` (default for probabilities): Σ probability × pixel area over valid
-        pixels.  ``"label"`` (the only choice for labels): pixel area summed over the pixels
-        whose label (argmax, :func:`dwcube.probability.label`) is the class.
+        ``"label"`` (the default, and the only choice for labels): pixel area summed over the
+        pixels whose label (argmax, :func:`dwcube.probability.label`) is the class — the area
+        the map shows.  ``"expected"`` (probabilities only): Σ probability × pixel area over
+        valid pixels, the expected area under the model's probabilities; every class with a
+        little probability everywhere gets a little area (see the module notes).
     polygons
         Optional regions: a shapely/odc-geo (Multi)Polygon, a list or ``{name: geometry}``
         mapping of them, or a GeoDataFrame/GeoSeries (its index names the polygons).
@@ -357,19 +363,17 @@ def class_area(
     >>> gbox = GeoBox.from_bbox((0, 0, 40, 20), crs="EPSG:32633", resolution=10)
     >>> p = np.zeros((2, 2, 4), np.float32); p[0] = 0.75; p[1] = 0.25; p[:, 0, 0] = np.nan
     >>> prob = xr.DataArray(p, dims=("class", "y", "x"), coords={"class": ["water", "trees"], **xr_coords(gbox)})
-    >>> class_area(prob, unit="m2").values.tolist()                      # 7 valid pixels of 100 m²
-    [525.0, 175.0]
-    >>> class_area(prob, unit="m2", method="label").values.tolist()
+    >>> class_area(prob, unit="m2").values.tolist()          # 7 valid pixels of 100 m², all labelled water
     [700.0, 0.0]
+    >>> class_area(prob, unit="m2", method="expected").values.tolist()    # 75 % water, 25 % trees each
+    [525.0, 175.0]
     >>> a = class_area(prob, unit="ha", polygons={"east": box(20, 0, 40, 20)}, crs="EPSG:32633")
     >>> a.sel(polygon="east").values.tolist(), float(a.total_area.sel(polygon="east"))
-    ([0.03, 0.01], 0.04)
+    ([0.04, 0.0], 0.04)
     """
     factor = _unit_factor(unit)
     da_ = _split_input(data)
     is_prob = "class" in da_.dims
-    if method is None:
-        method = "expected" if is_prob else "label"
     if method not in ("expected", "label"):
         raise ValueError(f"unknown method {method!r}: use 'expected' (probabilities) or 'label'")
     if method == "expected" and not is_prob:

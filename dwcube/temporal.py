@@ -99,7 +99,7 @@ import xarray as xr
 from .classes import CLASSES, NODATA_LABEL
 
 __all__ = ["DEFAULT_DWELL_DAYS", "DEFAULT_FLOOR", "DEFAULT_UNLIKELY", "DEFAULT_WEIGHT", "TransitionModel",
-           "filter_update", "flicker", "smooth"]
+           "filter_update", "flicker", "smooth", "spatial_dims"]
 
 #: Nanoseconds in a day.
 DAY_NS = 86_400_000_000_000
@@ -136,8 +136,10 @@ DEFAULT_UNLIKELY: tuple[tuple[str, str], ...] = (
 
 Engine = Literal["numba", "numpy"]
 
-#: The dims of a probability cube (any order is accepted).
-DIMS = ("time", "class", "y", "x")
+#: The dims of a probability cube besides its two spatial ones (any order is accepted); the
+#: spatial dims are whatever the grid has: ``y``/``x`` on projected grids, ``latitude``/``longitude``
+#: on geographic ones (as :func:`dwcube.load` names them).
+DIMS = ("time", "class")
 
 #: Default evidence weight ``w`` and floor ``ε`` (see the module docstring).
 DEFAULT_WEIGHT = 1.0
@@ -730,13 +732,34 @@ def _block_filter(p: np.ndarray, *state: np.ndarray, **kw: Any) -> tuple[np.ndar
 
 
 
+def spatial_dims(probability: xr.DataArray) -> tuple[str, str]:
+    """The two spatial dims of a probability cube ``(time, class, <row dim>, <column dim>)``, in its order.
+
+    Raises
+    ------
+    ValueError
+        The cube is not four-dimensional with ``time`` and ``class`` among its dims.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> spatial_dims(xr.DataArray(np.zeros((2, 3, 4, 5)), dims=("time", "class", "latitude", "longitude")))
+    ('latitude', 'longitude')
+    """
+    dims = tuple(str(d) for d in probability.dims)
+    other = tuple(d for d in dims if d not in DIMS)
+    if probability.ndim != 4 or not set(DIMS) <= set(dims) or len(other) != 2:
+        raise ValueError(f"expected a probability cube with dims (time, class, and two spatial dims such as y, x or "
+                         f"latitude, longitude; any order), got {probability.dims}")
+    return other[0], other[1]
+
+
 def _validate(probability: Any, transitions: TransitionModel | None, weight: float, floor: float,
               engine: str) -> tuple[xr.DataArray, TransitionModel]:
     """Check the cube's layout and the parameters; returns the cube (time, class whole) and the model."""
     if not isinstance(probability, xr.DataArray):
         raise TypeError(f"expected the probability cube as an xarray.DataArray, got {type(probability).__name__}")
-    if set(probability.dims) != set(DIMS) or probability.ndim != 4:
-        raise ValueError(f"expected a probability cube with dims {DIMS} (any order), got {probability.dims}")
+    spatial_dims(probability)
     if "class" not in probability.coords:
         raise ValueError("the probability cube has no 'class' coordinate; it must name the classes "
                          f"(Dynamic World order: {list(CLASSES)})")
@@ -778,11 +801,20 @@ def _whole_time(probability: xr.DataArray) -> xr.DataArray:
     chunks = dict(zip(cube.dims, cube.chunks, strict=True))
     per_pixel = cube.sizes["time"] * cube.sizes["class"] * cube.dtype.itemsize
     limit = parse_bytes(dask.config.get("array.chunk-size"))
-    cy, cx = max(chunks["y"]), max(chunks["x"])
+    ydim, xdim = spatial_dims(cube)
+    cy, cx = max(chunks[ydim]), max(chunks[xdim])
     if per_pixel * cy * cx > limit:
         side = max(int(math.sqrt(limit / per_pixel)), 1)
-        cube = cube.chunk({d: -(-c // -(-c // side)) for d, c in (("y", cy), ("x", cx))})  # equal parts ≤ side
+        cube = cube.chunk({d: -(-c // -(-c // side)) for d, c in ((ydim, cy), (xdim, cx))})  # equal parts ≤ side
     return cube
+
+
+def _with_coords(out: xr.DataArray | xr.Dataset, source: xr.DataArray) -> Any:
+    """``out`` with the source's non-index coordinates as they were, where ``out`` has their dims
+    (``apply_ufunc`` drops the attributes of ``spatial_ref``, which carry the grid's CRS)."""
+    keep = {k: source.coords[k] for k in out.coords
+            if k in source.coords and k not in out.indexes and set(source.coords[k].dims) <= set(out.dims)}
+    return out.assign_coords(keep)
 
 
 def _attrs(probability: xr.DataArray, model: TransitionModel, mode: str, weight: float, floor: float,
@@ -811,7 +843,8 @@ def smooth(probability: xr.DataArray, transitions: TransitionModel | None = None
     Parameters
     ----------
     probability
-        Probability cube ``(time, class, y, x)`` (any order), float, summing to 1 over
+        Probability cube ``(time, class, y, x)`` (any order; the spatial dims are the grid's,
+        ``y``/``x`` or ``latitude``/``longitude``), float, summing to 1 over
         ``class`` where valid and NaN where there is no data; NumPy- or Dask-backed.  The
         ``class`` coordinate names the classes (a subset or another order of the Dynamic
         World classes is fine when ``transitions`` knows them).
@@ -838,8 +871,8 @@ def smooth(probability: xr.DataArray, transitions: TransitionModel | None = None
     Returns
     -------
     xarray.DataArray
-        Named ``probability``, float32, the input's dims, coords and chunks over ``(y, x)``
-        (time and class in one chunk; ``(y, x)`` chunks are made smaller only where a block
+        Named ``probability``, float32, the input's dims, coords and spatial chunks
+        (time and class in one chunk; spatial chunks are made smaller only where a block
         holding every date would exceed dask's ``array.chunk-size``), summing to 1 over
         ``class``.  NaN where the input is NaN (unless ``fill_gaps``) and always for
         pixels that never had a valid date.
@@ -878,7 +911,7 @@ def smooth(probability: xr.DataArray, transitions: TransitionModel | None = None
         kwargs={"times_ns": times, "model": model, "weight": weight, "floor": floor, "smooth": mode == "smooth",
                 "fill": fill_gaps, "engine": engine},
     )
-    out = out.transpose(*probability.dims)
+    out = _with_coords(out.transpose(*probability.dims), probability)
     out.name = "probability"
     out.attrs = _attrs(probability, model, mode, weight, floor, fill_gaps)
     return out
@@ -918,7 +951,7 @@ def filter_update(probability: xr.DataArray, state: xr.Dataset | None = None,
     filtered : xarray.DataArray
         Filtered probabilities of the new dates (float32, like :func:`smooth`).
     state : xarray.Dataset
-        ``posterior`` (class, y, x) float64: the filtered probabilities after the last
+        ``posterior`` (class, y, x) float64 (the cube's spatial dims): the filtered probabilities after the last
         valid observation (NaN for pixels never observed); ``last_observation`` (y, x)
         datetime64[ns]: its time (NaT: none); ``observations`` (y, x) int32: valid dates
         so far.  ``attrs``: the model (``temporal_transition_model`` JSON,
@@ -960,6 +993,7 @@ def filter_update(probability: xr.DataArray, state: xr.Dataset | None = None,
     weight = DEFAULT_WEIGHT if weight is None else weight
     floor = DEFAULT_FLOOR if floor is None else floor
     cube, model = _validate(probability, transitions, weight, floor, engine)
+    pix = spatial_dims(cube)
     times = cube["time"].values.astype("datetime64[ns]")
     kwargs = {"times_ns": times, "model": model, "weight": weight, "floor": floor, "fill": fill_gaps,
               "engine": engine}
@@ -969,13 +1003,17 @@ def filter_update(probability: xr.DataArray, state: xr.Dataset | None = None,
         if times[0] <= last_date:
             raise ValueError(f"new dates must come after the state's last date {state.attrs['last_date']}; "
                              f"got {np.datetime_as_string(times[0], 's')}")
-        for d in ("y", "x"):
-            if state.sizes.get(d) != cube.sizes[d] or not np.array_equal(state[d].values, cube[d].values):
+        for d in pix:
+            if d not in state.dims:
+                raise ValueError(f"the state has no {d!r} dimension (its dims: {tuple(state.dims)}); it was made "
+                                 "on another grid")
+            if state.sizes[d] != cube.sizes[d] or (d in state.coords and d in cube.coords
+                                                   and not np.array_equal(state[d].values, cube[d].values)):
                 raise ValueError(f"the state's {d!r} coordinate differs from the cube's (not the same grid)")
         post0, last0, cnt0 = state["posterior"], state["last_observation"], state["observations"]
         if cube.chunks:
             chunks = dict(zip(cube.dims, cube.chunks, strict=True))
-            post0, last0, cnt0 = (v.chunk({"y": chunks["y"], "x": chunks["x"], **({"class": -1} if "class" in v.dims
+            post0, last0, cnt0 = (v.chunk({**{d: chunks[d] for d in pix}, **({"class": -1} if "class" in v.dims
                                                                                  else {})})
                                   for v in (post0, last0, cnt0))
         args += [post0, last0, cnt0]
@@ -985,14 +1023,14 @@ def filter_update(probability: xr.DataArray, state: xr.Dataset | None = None,
         output_core_dims=[["time", "class"], ["class"], [], []], dask="parallelized",
         output_dtypes=[np.float32, np.float64, "datetime64[ns]", np.int32], keep_attrs=False, kwargs=kwargs,
     )
-    filtered = filtered.transpose(*probability.dims)
+    filtered = _with_coords(filtered.transpose(*probability.dims), probability)
     filtered.name = "probability"
     filtered.attrs = _attrs(probability, model, "filter", weight, floor, fill_gaps)
     prov = {k: v for k, v in probability.attrs.items() if not k.startswith("temporal_") and k not in ("long_name",
                                                                                                         "units")}
     new_state = xr.Dataset(
         {
-            "posterior": post.transpose("class", "y", "x").assign_attrs(
+            "posterior": post.transpose("class", *pix).assign_attrs(
                 long_name="filtered class probability after the last valid observation", units="1"),
             "last_observation": last.assign_attrs(long_name="time of the last valid observation"),
             "observations": cnt.assign_attrs(long_name="number of valid observations so far"),
@@ -1003,6 +1041,7 @@ def filter_update(probability: xr.DataArray, state: xr.Dataset | None = None,
     )
     new_state = new_state.drop_vars([c for c in new_state.coords if c == "time" or "time" in new_state[c].dims],
                                     errors="ignore")
+    new_state = _with_coords(new_state, probability)
     if new_state["class"].dtype.kind == "U":  # variable-length strings in Zarr v3, as dwcube.archive writes them
         new_state = new_state.assign_coords({"class": new_state["class"].astype(object)})
     return filtered, new_state

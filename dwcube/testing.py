@@ -45,9 +45,14 @@ import torch
 __all__ = [
     "synthetic_probability_series",
     "write_cog",
+    "truncate_cog",
     "RasterInfo",
     "sentinel2_item",
     "landsat_item",
+    "landsat_c2_items",
+    "landsat_mtl_grid",
+    "read_landsat_mtl",
+    "XLANDSAT_L2_SCENES",
     "dem_item",
     "read_s2_product_metadata",
     "t29unu_items",
@@ -144,6 +149,41 @@ def write_cog(
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(array, 1)
     return RasterInfo(path, epsg, tuple(float(v) for v in transform[:6]), array.shape, array.dtype.name, nodata)  # type: ignore[arg-type]
+
+
+def truncate_cog(path: str | os.PathLike[str], keep: float = 0.5) -> list[tuple[int, int]]:
+    """Cut a COG written by :func:`write_cog` short, in place, keeping its header intact.
+
+    The file ends where its full-resolution tiles pass the share ``keep`` (in file
+    order): the header still opens, its overviews and first tiles still read, the
+    other tiles are gone, as after an interrupted upload or copy.
+
+    Returns
+    -------
+    list of (row, col)
+        The full-resolution blocks (tile indices) that cannot be read any more.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "red.tif"
+    >>> _ = write_cog(path, np.ones((512, 512), np.uint16), epsg=32633, transform=(10, 0, 5e5, 0, -10, 5e6))
+    >>> truncate_cog(path, keep=0.5)
+    [(1, 0), (1, 1)]
+    """
+    import rasterio
+
+    with rasterio.open(path) as src:
+        h, w = src.block_shapes[0]
+        rows, cols = -(-src.height // h), -(-src.width // w)
+        offsets = sorted((int(src.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=1)), (r, c))
+                         for r in range(rows) for c in range(cols))
+    n_keep = int(len(offsets) * keep)
+    if not 0 <= n_keep < len(offsets):
+        raise ValueError(f"keep must leave at least one tile out, got keep={keep} for {len(offsets)} tiles")
+    with open(path, "r+b") as f:
+        f.truncate(offsets[n_keep][0] + 16)  # a few bytes of the first lost tile remain: a torn tile
+    return sorted(rc for _, rc in offsets[n_keep:])
 
 
 def _footprint_lonlat(infos: Sequence[RasterInfo]) -> tuple[dict[str, Any], list[float]]:
@@ -294,6 +334,7 @@ def landsat_item(
     cloud_cover: float | None = None,
     wrs_path: int = 190,
     wrs_row: int = 28,
+    extra_properties: Mapping[str, Any] | None = None,
 ) -> pystac.Item:
     """A Landsat Collection 2 Level-2 STAC item (Earth Search / Planetary Computer layout).
 
@@ -322,6 +363,7 @@ def landsat_item(
     }
     if cloud_cover is not None:
         props["eo:cloud_cover"] = cloud_cover
+    props.update(extra_properties or {})
     item = pystac.Item(item_id, geometry=geometry, bbox=bbox, datetime=datetime, properties=props,
                        collection="landsat-c2-l2")
     for name, info in assets.items():
@@ -554,6 +596,152 @@ def eolearn_l1c_items(
     return items
 
 
+def read_landsat_mtl(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``KEY = value`` pairs of a Landsat ``*_MTL.txt`` file (quotes removed; the first of a
+    repeated key wins, as the product's own group comes first).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "X_MTL.txt"
+    >>> _ = f.write_text(chr(10).join(['GROUP = LEVEL2', '  UTM_ZONE = 20', '  SPACECRAFT_ID = "LANDSAT_9"',
+    ...                                'END_GROUP = LEVEL2']))
+    >>> read_landsat_mtl(f)["SPACECRAFT_ID"], read_landsat_mtl(f)["UTM_ZONE"]
+    ('LANDSAT_9', '20')
+    """
+    out: dict[str, str] = {}
+    for line in Path(path).read_text().splitlines():
+        if "=" not in line:
+            continue
+        key, value = (part.strip() for part in line.split("=", 1))
+        if key not in ("GROUP", "END_GROUP") and key not in out:
+            out[key] = value.strip('"')
+    return out
+
+
+def landsat_mtl_grid(mtl: Mapping[str, str]) -> tuple[int, tuple[float, float, float, float, float, float]]:
+    """EPSG code and affine transform (pixel *edges*) of a Landsat product from its MTL.
+
+    ``CORNER_UL_PROJECTION_*_PRODUCT`` are the upper-left pixel's *centre*; the grid cell is
+    ``GRID_CELL_SIZE_REFLECTIVE``.  USGS writes southern scenes in the northern UTM zone
+    (EPSG:326zz) with negative northings, and so does this.
+
+    Examples
+    --------
+    >>> landsat_mtl_grid({"UTM_ZONE": "20", "GRID_CELL_SIZE_REFLECTIVE": "30.00",
+    ...                   "CORNER_UL_PROJECTION_X_PRODUCT": "832500.0", "CORNER_UL_PROJECTION_Y_PRODUCT": "-341010.0"})
+    (32620, (30.0, 0.0, 832485.0, 0.0, -30.0, -340995.0))
+    """
+    if mtl.get("MAP_PROJECTION", "UTM") != "UTM":
+        raise ValueError(f"only UTM Landsat products are supported, got {mtl.get('MAP_PROJECTION')}")
+    res = float(mtl.get("GRID_CELL_SIZE_REFLECTIVE", "30"))
+    x = float(mtl["CORNER_UL_PROJECTION_X_PRODUCT"])
+    y = float(mtl["CORNER_UL_PROJECTION_Y_PRODUCT"])
+    return 32600 + int(mtl["UTM_ZONE"]), (res, 0.0, x - res / 2, 0.0, -res, y + res / 2)
+
+
+#: The Level-2 folders of ``data/landsat-c2-xlandsat`` (real Landsat 8/9 crops).
+XLANDSAT_L2_SCENES = (
+    "LC08_L2SP_017051_20151205_20200908_02_T1-cropped",
+    "LC08_L2SP_218074_20190114_20200829_02_T1-cropped",
+    "LC08_L2SP_218074_20190130_20200829_02_T1-cropped",
+    "LC09_L2SP_231062_20230723_20230802_02_T1-cropped",
+)
+
+
+def landsat_c2_items(
+    shared: str | os.PathLike[str],
+    cog_dir: str | os.PathLike[str],
+    *,
+    base_url: str,
+    root: str | os.PathLike[str] | None = None,
+    scenes: Sequence[str] = XLANDSAT_L2_SCENES,
+    layout: str = "planetary-computer",
+) -> list[pystac.Item]:
+    """A local STAC catalogue of the real Landsat Collection 2 Level-2 crops in ``shared/data/landsat-c2-xlandsat``.
+
+    The crops' TIFFs carry no georeference: each band is written as a COG with the grid of
+    its MTL file (:func:`landsat_mtl_grid`; DN unchanged), and each scene becomes a
+    ``landsat-c2-l2`` item in the layout of the public catalogues (Planetary Computer and
+    Earth Search key assets by common name, ``layout="usgs"`` by file stem) with the MTL's
+    time, platform, WRS path/row, cloud cover and sun angles.  The crops have no QA_PIXEL:
+    load them with ``mask=None``.
+
+    Parameters
+    ----------
+    shared
+        The project's ``shared/`` folder.
+    cog_dir
+        Where the COGs are written (one folder per scene; existing files are reused).
+    base_url, root
+        Asset hrefs are ``base_url`` + the path relative to ``root`` (default ``cog_dir``).
+    scenes
+        Folder names of :data:`XLANDSAT_L2_SCENES` to include.
+    layout
+        ``"planetary-computer"``/``"earth-search"`` (common names) or ``"usgs"``.
+
+    Returns
+    -------
+    list of pystac.Item
+        Sorted by time; the bands are those of the crop (SR_B2–B7: blue … swir22).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> shared = shared_dir()
+    >>> items = landsat_c2_items(shared, tmp, base_url=tmp.as_uri(), scenes=[XLANDSAT_L2_SCENES[3]]) if shared else []
+    >>> [(it.id, it.properties["proj:code"]) for it in items] if shared else [
+    ...     ("LC09_L2SP_231062_20230723_20230802_02_T1", "EPSG:32620")]
+    [('LC09_L2SP_231062_20230723_20230802_02_T1', 'EPSG:32620')]
+    """
+    import rasterio
+
+    from .sensors import LANDSAT_OLI, LANDSAT_TM
+
+    cog_dir = Path(cog_dir)
+    base = Path(shared) / "data" / "landsat-c2-xlandsat"
+    items = []
+    for scene in scenes:
+        folder = base / scene
+        mtl_path = next(folder.glob("*_MTL.txt"))
+        mtl = read_landsat_mtl(mtl_path)
+        product = mtl["LANDSAT_PRODUCT_ID"]
+        number = int(mtl["SPACECRAFT_ID"].rsplit("_", 1)[1])
+        sensor = LANDSAT_OLI if number in (8, 9) else LANDSAT_TM
+        epsg, transform = landsat_mtl_grid(mtl)
+        infos = {}
+        for name, spec in sensor.bands.items():
+            src_path = folder / f"{product}_{spec.band_id}.TIF"
+            if not src_path.exists():
+                continue
+            dst = cog_dir / scene / f"{product}_{spec.band_id}.tif"
+            with rasterio.open(src_path) as src:
+                shape, dtype = (src.height, src.width), src.dtypes[0]
+                if not dst.exists():
+                    data = src.read(1)
+                    tmp = dst.with_suffix(".tmp.tif")
+                    write_cog(tmp, data, epsg=epsg, transform=transform, nodata=0)
+                    tmp.replace(dst)
+            want = (int(mtl["REFLECTIVE_LINES"]), int(mtl["REFLECTIVE_SAMPLES"]))
+            if shape != want:
+                raise ValueError(f"{src_path.name} is {shape} px but its MTL says {want}")
+            infos[name] = RasterInfo(str(dst), epsg, transform, shape, dtype, 0)
+        when = dt.datetime.fromisoformat(f"{mtl['DATE_ACQUIRED']}T{mtl['SCENE_CENTER_TIME'][:15]}+00:00")
+        path, row = int(mtl["WRS_PATH"]), int(mtl["WRS_ROW"])
+        item = landsat_item(
+            product, when, infos, base_url=base_url, root=root if root is not None else cog_dir,
+            platform=f"landsat-{number}", layout="usgs" if layout == "usgs" else "planetary-computer",
+            cloud_cover=float(mtl["CLOUD_COVER"]), wrs_path=path, wrs_row=row,
+            extra_properties={"view:sun_azimuth": float(mtl["SUN_AZIMUTH"]),
+                              "view:sun_elevation": float(mtl["SUN_ELEVATION"]),
+                              "landsat:scene_id": mtl.get("LANDSAT_SCENE_ID", ""),
+                              "landsat:collection_category": product.rsplit("_", 1)[1]},
+        )
+        items.append(item)
+    return sorted(items, key=lambda it: (it.datetime, it.id))
+
+
 def solar_angles(when: dt.datetime, *, lon: float, lat: float) -> tuple[float, float]:
     """Approximate solar zenith and azimuth (degrees, azimuth clockwise from north) at a UTC time.
 
@@ -590,21 +778,26 @@ class ServerStats:
 
     requests: int = 0
     failed_on_purpose: int = 0
+    cut_on_purpose: int = 0
+    bodies: int = 0
     bytes_sent: int = 0
     paths: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with single-range ``Range: bytes=a-b`` support and an optional failure rate.
+    """Static files with single-range ``Range: bytes=a-b`` support and optional failures.
 
     Class attributes set by :func:`serve_directory`: ``fail_every`` (answer every
-    n-th request with 503; 0 = never) and ``stats``.
+    n-th request with 503; 0 = never), ``cut_every`` and ``cut_paths`` (send a body
+    shorter than its ``Content-Length``, see :func:`serve_directory`) and ``stats``.
     """
 
     disable_nagle_algorithm = True  # headers and body go out at once (no ~40 ms delayed-ACK stall per reply)
 
     fail_every: int = 0
+    cut_every: int = 0
+    cut_paths: dict[str, int] = {}
     stats: ServerStats
     protocol_version = "HTTP/1.1"
 
@@ -616,6 +809,21 @@ class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
             super().handle()
         except (ConnectionResetError, BrokenPipeError):
             pass  # a client (GDAL) closed a kept-alive connection: normal, not an error
+
+    def _cut_this_body(self) -> bool:
+        """Whether this GET's body is to be cut short (counts it when so)."""
+        rel = self.path.split("?", 1)[0].lstrip("/")
+        with self.stats.lock:
+            self.stats.bodies += 1
+            cut = False
+            if self.cut_paths.get(rel, 0) > 0:
+                self.cut_paths[rel] -= 1
+                cut = True
+            elif self.cut_every > 0:
+                cut = self.stats.bodies % self.cut_every == 0
+            if cut:
+                self.stats.cut_on_purpose += 1
+        return cut
 
     def _count(self) -> bool:
         with self.stats.lock:
@@ -680,6 +888,19 @@ class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.end_headers()
+        if length >= 2 and self._cut_this_body():
+            # Half the promised body, then the connection goes away: what a proxy or a
+            # network fault does to a long transfer.
+            with open(path, "rb") as f:
+                f.seek(start)
+                try:
+                    self.wfile.write(f.read(length // 2))
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.close_connection = True
+            return
         try:
             with open(path, "rb") as f:
                 f.seek(start)
@@ -706,7 +927,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_directory(root: str | os.PathLike[str], *, fail_every: int = 0) -> Iterator[tuple[str, ServerStats]]:
+def serve_directory(root: str | os.PathLike[str], *, fail_every: int = 0, cut_every: int = 0,
+                    cut_paths: Mapping[str, int] | None = None) -> Iterator[tuple[str, ServerStats]]:
     """Serve ``root`` over HTTP on 127.0.0.1 (threaded, Range-capable) for the ``with`` block.
 
     Parameters
@@ -714,6 +936,12 @@ def serve_directory(root: str | os.PathLike[str], *, fail_every: int = 0) -> Ite
     fail_every
         Answer every ``fail_every``-th request with ``503 Service Unavailable``
         (``2`` = every other request); GDAL retries these.
+    cut_every
+        Cut every ``cut_every``-th response body short: the headers promise the whole
+        range, half of it is sent, then the connection is closed.
+    cut_paths
+        File path relative to ``root`` → how many of its first response bodies to cut
+        short (the later ones are whole): a deterministic network fault on one asset.
 
     Yields
     ------
@@ -728,7 +956,8 @@ def serve_directory(root: str | os.PathLike[str], *, fail_every: int = 0) -> Ite
     handler = type(
         "Handler",
         (RangeRequestHandler,),
-        {"fail_every": fail_every, "stats": stats, "directory": str(root)},
+        {"fail_every": fail_every, "cut_every": cut_every, "cut_paths": dict(cut_paths or {}), "stats": stats,
+         "directory": str(root)},
     )
 
     def make(*args: Any, **kw: Any) -> RangeRequestHandler:
@@ -942,7 +1171,9 @@ def randomise_batch_norm(net: torch.nn.Module, *, bias: float = 0.5) -> torch.nn
 class TinyNet(torch.nn.Module):
     """A small U-shaped network with one 2× downsampling, for inference tests.
 
-    Deterministic weights from ``seed``; receptive field 17 px (halo 8 covers it);
+    Deterministic weights from ``seed``; receptive field 10 px (an even output pixel sees 4 input
+    pixels on either side, an odd one 5 before and 3 after), so with tiles on even origins a
+    halo of 4 covers it (tested: 2 does not);
     ``delay`` seconds of sleep per forward pass let tests catch a job in flight.
     """
 
@@ -987,7 +1218,7 @@ def _tiny_entry() -> Any:
                                    scale=1.0 if n == "ndvi" else 0.1) for n in _TINY_FEATURES),
                      description="tiny test model: five bands and NDVI")
     return ModelEntry(name="tiny-test", version="0", description="untrained test network (dwcube.testing)",
-                      inputs=spec, classes=tuple(CLASSES), output="logits", receptive_field=17, halo=8,
+                      inputs=spec, classes=tuple(CLASSES), output="logits", receptive_field=10, halo=4,
                       alignment=2, min_size=2, build=_build_tiny)
 
 

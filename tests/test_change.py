@@ -178,3 +178,17 @@ def test_smoothed_input_lazy_chunk_invariant_and_zarr(tmp_path) -> None:
         np.testing.assert_array_equal(back[v].values, ref[v].values)
     assert back.from_class.attrs["flag_meanings"] == ref.from_class.attrs["flag_meanings"]
     assert back.change_date.dtype == np.dtype("datetime64[ns]")
+
+
+def test_latitude_longitude_cubes_are_dated_like_y_x() -> None:
+    """The dims load gives a geographic grid: changes() takes them and returns maps over them."""
+    prob, _ = synthetic_probability_series(12, 30, seed=4)
+    want = changes(prob)
+    geo = prob.rename(y="latitude", x="longitude").chunk({"latitude": 5, "longitude": 7})
+    got = changes(geo)
+    assert all(got[v].dims == ("latitude", "longitude") for v in VARS)
+    assert got.change_date.chunks == ((5, 5, 2), (7, 5))
+    for v in VARS:
+        np.testing.assert_array_equal(got[v].values, want[v].values)
+    np.testing.assert_array_equal(changes(T.smooth(geo)).change_date.values, want.change_date.values)
+    assert want.odc.geobox == prob.odc.geobox  # the CRS in spatial_ref's attributes survives

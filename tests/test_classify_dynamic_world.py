@@ -58,16 +58,31 @@ def test_classify_equals_the_model_on_whole_images(shared: Path, l1c_cube, rows:
 def test_classify_agrees_with_googles_odd_sized_whole_image_output(shared: Path, l1c_cube) -> None:
     """Google's reference ran the 101-row scene whole, which resizes by 51/101 instead of ½ and so
     moves every sampling position a little; the even-aligned definition differs from it by a few
-    hundredths in probability but gives (nearly) the same labels."""
+    hundredths in probability but gives (nearly) the same labels.
+
+    The scene is 96 % trees, so label agreement alone says little (always answering "trees" scores
+    0.959, our output shifted by 2 px 0.974): agreement must close three quarters of the gap from the
+    majority share to 1, every class with ≥ 1 % of the pixels be found (recall, mean IoU), and the
+    probabilities stay close (a 1 px shift gives mean |Δp| 0.0033, 99th percentile 0.12, max 0.45;
+    this output 0.0015, 0.053, 0.15)."""
     ref = np.load(shared / "dynamicworld" / "reference" / "eolearn_scene2.npz")
     t = [str(v)[:10] for v in l1c_cube.time.values].index("2015-09-09")
     prob = dwcube.classify(l1c_cube.isel(time=[t]).chunk({"y": 48, "x": 48}), "dynamic-world",
                            weights=shared / "dynamicworld", device="cpu", compile=False).values[0]
-    diff = np.abs(prob.transpose(1, 2, 0) - ref["probs"]).max(axis=(1, 2))
-    print("max|Δp| by row vs Google's whole-image output:", np.round(diff[::10], 4))
-    agreement = (prob.argmax(0) == ref["label"]).mean()
-    print(f"label agreement {agreement:.4f}")
-    assert agreement > 0.95
+    dp = np.abs(prob.transpose(1, 2, 0) - ref["probs"])  # (y, x, class)
+    print("max|Δp| by row vs Google's whole-image output:", np.round(dp.max(axis=(1, 2))[::10], 4))
+    lab, want = prob.argmax(0), ref["label"]
+    agreement = (lab == want).mean()
+    share = np.bincount(want.ravel(), minlength=9) / want.size
+    present = np.flatnonzero(share >= 0.01)
+    recall = {int(c): float((lab[want == c] == c).mean()) for c in present}
+    iou = [((lab == c) & (want == c)).sum() / ((lab == c) | (want == c)).sum() for c in present]
+    pixel_dp = dp.max(axis=2)
+    print(f"label agreement {agreement:.4f} (majority {share.max():.3f}), recall {recall}, mean IoU "
+          f"{np.mean(iou):.3f}, |Δp| mean {dp.mean():.4f}, p99 {np.quantile(pixel_dp, 0.99):.3f}, max {dp.max():.3f}")
+    assert agreement >= share.max() + 0.75 * (1 - share.max())
+    assert min(recall.values()) >= 0.9 and np.mean(iou) >= 0.88
+    assert dp.mean() <= 0.0025 and np.quantile(pixel_dp, 0.99) <= 0.08 and dp.max() <= 0.25
 
 
 def test_cloud_masked_pixels_are_nan_and_clear_pixels_classified(shared: Path, tmp_path: Path) -> None:

@@ -1,4 +1,7 @@
-"""The main job (``dwcube demo``) and the command line."""
+"""The main job (``dwcube demo``) and the command line.
+
+Tests that search for weights set the search explicitly (``dwcube_env``): no test depends on
+the machine's own cache or on where it is run from."""
 
 from __future__ import annotations
 
@@ -11,7 +14,25 @@ import xarray as xr
 from dwcube.archive import open_archive
 from dwcube.classes import COLORS
 from dwcube.cli import main
-from dwcube.demo import run_demo
+from dwcube.demo import FEW_VALID, class_share_table, run_demo
+
+# eo-learn reference land use -> Dynamic World class index (data README): cultivated -> crops,
+# forest -> trees, grassland -> grass, shrubland -> shrub_and_scrub, artificial -> built
+EOLEARN_REFERENCE_TO_DW = {1: 4, 2: 1, 3: 2, 4: 5, 8: 6}
+
+
+@pytest.fixture()
+def dwcube_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Set the weights search: ``shared`` (a folder or None) as $DWCUBE_SHARED, an empty cache,
+    no $DWCUBE_WEIGHTS, and the current folder in tmp_path (no ../shared guessed from there)."""
+
+    def setup(shared: Path | None) -> None:
+        monkeypatch.delenv("DWCUBE_WEIGHTS", raising=False)
+        monkeypatch.setenv("DWCUBE_CACHE", str(tmp_path / "cache"))
+        monkeypatch.setenv("DWCUBE_SHARED", str(shared if shared is not None else tmp_path / "no-shared"))
+        monkeypatch.chdir(tmp_path)
+
+    return setup
 
 
 def _png_has_colours(path: Path, names: list[str]) -> bool:
@@ -24,11 +45,13 @@ def _png_has_colours(path: Path, names: list[str]) -> bool:
 
 
 @pytest.mark.shared
-def test_demo_synthetic_classifies_archives_and_draws_a_map(shared: Path, tmp_path: Path,
+def test_demo_synthetic_classifies_archives_and_draws_a_map(shared: Path, tmp_path: Path, dwcube_env,  # type: ignore[no-untyped-def]
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    res = run_demo(tmp_path / "demo", source="synthetic", n_workers=0, weights=shared / "dynamicworld")
+    dwcube_env(shared)  # the Dynamic World weights are found in $DWCUBE_SHARED/dynamicworld
+    res = run_demo(tmp_path / "demo", source="synthetic", n_workers=0)
     out = capsys.readouterr().out
-    assert "dwcube demo (synthetic)" in out and "EPSG:32633" in out and "dynamic-world" in out
+    assert "dwcube demo (synthetic scenes)" in out and "EPSG:32633" in out and "classified with dynamic-world" in out
+    assert res.model == "dynamic-world" and f"weights verified in {shared / 'dynamicworld'}" in out
     back = xr.open_zarr(res.store, consolidated=False)  # plain xarray reads it, CRS included
     assert back.rio.crs.to_epsg() == 32633 and back.probability.dims == ("time", "class", "y", "x")
     assert res.map_png is not None and res.map_png.exists()
@@ -38,34 +61,86 @@ def test_demo_synthetic_classifies_archives_and_draws_a_map(shared: Path, tmp_pa
     assert _png_has_colours(res.map_png, list(COLORS))
 
 
-def test_demo_without_weights_stops_after_the_reflectance_cube(tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    res = run_demo(tmp_path / "demo", source="synthetic", n_workers=0, weights=tmp_path / "no-weights")
-    assert res.store.name == "reflectance.zarr" and res.map_png is None
-    assert "dwcube weights fetch dynamic-world" in capsys.readouterr().out
-    assert xr.open_zarr(res.store, consolidated=False).sizes["time"] == 2
+def test_demo_without_dynamic_world_weights_classifies_with_the_shipped_unet(tmp_path: Path, dwcube_env,  # type: ignore[no-untyped-def]
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    dwcube_env(None)  # no shared/ folder, no weights anywhere: what a user without ../shared has
+    res = run_demo(tmp_path / "demo", source="synthetic", n_workers=0)
+    out = capsys.readouterr().out
+    assert res.model == "unet" and res.store.name == "lulc.zarr" and "classified with unet" in out
+    # it says why: where it looked for Dynamic World, and how to get it
+    assert "dwcube's U-Net (weights shipped in the package), because" in out
+    assert "$DWCUBE_SHARED/dynamicworld" in out and "the user cache" in out and "dwcube weights fetch dynamic-world" in out
+    # the summary: units, readable dates, whole class names
+    assert "px at 10 m, EPSG:32633" in out and "2023-04-06 10:00 UTC" in out and "T10:00:00.000000" not in out
+    assert "flooded_vegetation" in out and "shrub_and_scrub" in out and "snow_and_ice" in out
+    prob = res.cube.probability
+    assert prob.attrs["model"] == "unet" and prob.sizes["time"] == 2
+    total = prob.sum("class").values
+    assert np.nanmax(np.abs(total - 1)) < 1e-3 and np.isfinite(total).mean() > 0.9
+    assert res.map_png is not None and res.map_png.exists()
+
+
+def test_summary_flags_dates_with_few_valid_pixels() -> None:
+    lab = np.full((2, 50, 50), 255, np.uint8)
+    lab[0] = 1
+    lab[1, 0, :20] = 6  # 0.8 % valid pixels, all "built"
+    times = np.array(["2015-07-11T10:00", "2015-07-31T10:00"], dtype="datetime64[ns]")
+    table = class_share_table(xr.DataArray(lab, dims=("time", "y", "x"), coords={"time": times}), list(COLORS))
+    header, valid, *rows, note = table.splitlines()
+    assert header.split()[-2:] == ["2015-07-11", "2015-07-31*"]
+    assert valid.split()[-2:] == ["100.0", "0.8"]
+    assert [r.split()[0] for r in rows] == list(COLORS)  # whole names, not "floode" / "shrub_"
+    assert note.startswith(f"* under {100 * FEW_VALID:g} % valid pixels")
+    lab[1, :10] = 6  # 20 % valid: no flag
+    table = class_share_table(xr.DataArray(lab, dims=("time", "y", "x"), coords={"time": times}), list(COLORS))
+    assert "*" not in table
 
 
 @pytest.mark.slow
 @pytest.mark.shared
 def test_demo_on_the_real_scenes_with_a_local_cluster(shared: Path, tmp_path: Path) -> None:
-    res = run_demo(tmp_path / "demo", source="eolearn", n_workers=2, verbose=False)
+    """Against the patch's reference land use: better than the majority class by a margin, trees
+    and grass both recalled, and probabilities that are probabilities (a constant classifier, at
+    ~76 % trees, or one-hot / uniform outputs fail)."""
+    res = run_demo(tmp_path / "demo", source="eolearn", n_workers=2, verbose=False, model="dynamic-world",
+                   weights=shared / "dynamicworld")
     ds = open_archive(res.store)
     assert ds.sizes == {"time": 5, "class": 9, "y": 101, "x": 100}
-    lab = ds.label.values
     clear = [str(t)[:10] in ("2015-07-11", "2015-08-30", "2015-09-09") for t in ds.time.values]
-    assert (lab[clear] != 255).mean() > 0.99
-    assert (lab[clear] == 1).mean() > 0.8  # a forested patch: mostly trees
+    lab = ds.label.values[clear]
+    assert (lab != 255).mean() > 0.99
+    raw = np.load(shared / "data" / "eolearn-slovenia" / "lulc_reference.npy")[..., 0]
+    ref = np.full(raw.shape, 255, np.uint8)
+    for code, k in EOLEARN_REFERENCE_TO_DW.items():
+        ref[raw == code] = k
+    ref = np.broadcast_to(ref, lab.shape)
+    ok = (ref != 255) & (lab != 255)
+    accuracy = (lab[ok] == ref[ok]).mean()
+    majority = np.bincount(ref[ok]).max() / ok.sum()  # forest: ~0.76
+    assert accuracy > majority + 0.02  # measured: 0.804 vs 0.764
+    recall = {k: (lab[ok & (ref == k)] == k).mean() for k in (1, 2)}
+    assert recall[1] > 0.95 and recall[2] > 0.12  # trees 1.00, grass 0.22
+    iou = [((lab == k) & (ref == k) & ok).sum() / (((lab == k) | (ref == k)) & ok).sum() for k in (1, 2)]
+    assert np.mean(iou) > 0.45  # 0.51 (a constant "trees" gives 0.38)
+    prob = ds.probability.values[clear]
+    valid = lab != 255
+    assert np.nanmin(prob) >= 0 and np.nanmax(prob) <= 1
+    assert np.abs(prob.sum(1) - 1)[valid].max() < 1e-3
+    assert np.isnan(ds.probability.values[~np.array(clear)][:, 0][ds.label.values[~np.array(clear)] == 255]).all()
+    top1 = prob.max(1)[valid]
+    assert 0.4 < top1.mean() < 0.95  # 0.67: neither one-hot nor uniform
     assert res.map_png is not None and _png_has_colours(res.map_png, ["trees", "grass"])
 
 
 @pytest.mark.shared
-def test_cli_classify_append_info_and_errors(shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    res = run_demo(tmp_path / "demo", source="synthetic", n_workers=0, verbose=False, weights=tmp_path / "none")
+def test_cli_classify_append_info_and_errors(shared: Path, tmp_path: Path, dwcube_env,  # type: ignore[no-untyped-def]
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    dwcube_env(shared)
+    catalog = _SyntheticCatalog(tmp_path / "demo").catalog
     store, png = tmp_path / "lulc.zarr", tmp_path / "map.png"
-    weights = str(shared / "dynamicworld")
-    args = ["classify", str(res.catalog), "--out", str(store), "--collections", "sentinel-2-l1c",
-            "--weights", weights, "--chunks", "128", "--tile", "128", "--device", "cpu", "--no-progress"]
+    # no --weights: classify finds them where the demo does ($DWCUBE_SHARED/dynamicworld here)
+    args = ["classify", str(catalog), "--out", str(store), "--collections", "sentinel-2-l1c",
+            "--chunks", "128", "--tile", "128", "--device", "cpu", "--no-progress"]
     assert main([*args, "--datetime", "2023-04-01/2023-04-12", "--map", str(png)]) == 0
     out = capsys.readouterr().out
     assert "wrote 1 date(s)" in out and png.exists()
@@ -76,15 +151,24 @@ def test_cli_classify_append_info_and_errors(shared: Path, tmp_path: Path, capsy
     assert "dynamic-world" in info and "2 complete" in info and "EPSG:32633" in info
     assert main([*args, "--precision", "uint8"]) == 1
     assert "ArchiveMismatchError" in capsys.readouterr().err and open_archive(store).sizes["time"] == 2
-    assert main(["classify", str(res.catalog), "--out", str(tmp_path / "x.zarr"), "--weights",
+    assert main(["classify", str(catalog), "--out", str(tmp_path / "x.zarr"), "--weights",
                  str(tmp_path / "missing")]) == 1
     assert "Weights" in capsys.readouterr().err
     assert main(["archive", "info", str(tmp_path / "nothing.zarr")]) == 1
     assert "no Zarr archive" in capsys.readouterr().err
 
 
+class _SyntheticCatalog:
+    """The demo's synthetic L1C scenes as a catalogue, without running the demo."""
+
+    def __init__(self, workdir: Path) -> None:
+        from dwcube.demo import synthetic_l1c_items, write_catalog
+
+        self.catalog = write_catalog(synthetic_l1c_items(workdir), workdir / "catalog.parquet")
+
+
 def test_cli_load_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    res = run_demo(tmp_path / "demo", source="synthetic", n_workers=0, verbose=False, weights=tmp_path / "none")
+    res = _SyntheticCatalog(tmp_path / "demo")
     store = tmp_path / "cli.zarr"
     assert main(["load", str(res.catalog), "--out", str(store), "--bands", "red", "nir", "--chunks", "128"]) == 0
     back = xr.open_zarr(store, consolidated=False)
@@ -102,7 +186,7 @@ def test_cli_load_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_cli_classify_with_the_unet_needs_and_uses_a_dem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from dwcube.load import load
 
-    res = run_demo(tmp_path / "demo", source="synthetic", n_workers=0, verbose=False, weights=tmp_path / "none")
+    res = _SyntheticCatalog(tmp_path / "demo")
     cube = load(res.catalog, collections=["sentinel-2-l1c"], bands=["red"], resolution=10, chunks=256)
     ydim, xdim = cube.odc.spatial_dims
     dem = xr.DataArray(np.linspace(200, 900, cube.sizes[ydim] * cube.sizes[xdim], dtype="float32")

@@ -46,6 +46,44 @@ def test_chunked_result_equals_the_network_on_the_whole_image() -> None:
     np.testing.assert_allclose(prob, want, atol=ATOL, rtol=0)
 
 
+def test_the_declared_halo_is_needed_and_enough() -> None:
+    """Chunk tests that pass with half the declared halo prove nothing about it: the tiny model's
+    halo reproduces the whole image, one step less (halo − alignment: halos are multiples of it)
+    does not — through dask chunks and through tiles."""
+    from dataclasses import replace
+
+    import torch
+
+    cube = synthetic_cube((48, 52), 2, seed=5)
+    x = dwcube.model_inputs(cube, TINY_MODEL.inputs).values
+    with torch.no_grad():
+        want = torch.softmax(TINY_MODEL.build(None)(torch.from_numpy(x)), 1).numpy()
+    short = replace(TINY_MODEL, halo=TINY_MODEL.halo - TINY_MODEL.alignment)
+    for chunks, tile in (({"y": 16, "x": 20}, 512), ({"y": 48, "x": 52}, 8)):
+        full = I.classify(cube.chunk({"time": 1, **chunks}), TINY_MODEL, device="cpu", tile=tile).values
+        less = I.classify(cube.chunk({"time": 1, **chunks}), short, device="cpu", tile=tile).values
+        np.testing.assert_allclose(full, want, atol=ATOL, rtol=0)
+        print(f"chunks {chunks}, tile {tile}: max|Δp| halo {TINY_MODEL.halo} {np.abs(full - want).max():.1e}, "
+              f"halo {short.halo} {np.abs(less - want).max():.2f}")
+        assert np.abs(less - want).max() > 0.01
+
+
+def test_the_declared_receptive_field_is_what_the_network_sees() -> None:
+    """A NaN input pixel reaches exactly the outputs within the declared receptive field."""
+    import torch
+
+    net = TINY_MODEL.build(None).double()
+    x = torch.zeros(1, len(TINY_MODEL.inputs.names), 40, 40, dtype=torch.float64)
+    x[0, 0, 20, 20] = float("nan")
+    with torch.no_grad():
+        reached = torch.isnan(net(x))[0].any(0).numpy()
+    rows, cols = np.flatnonzero(reached.any(1)), np.flatnonzero(reached.any(0))
+    assert len(rows) == len(cols) == TINY_MODEL.receptive_field
+    # outputs 4 before to 5 after an (even) input: an output sees 4 pixels either side when even, 5 before
+    # and 3 after when odd, so tiles on even origins need 4 pixels of context — the declared halo
+    assert rows.tolist() == cols.tolist() == list(range(20 - TINY_MODEL.halo, 20 + TINY_MODEL.halo + 2))
+
+
 def test_nan_inputs_give_nan_and_probabilities_sum_to_one_elsewhere() -> None:
     cube = synthetic_cube(40, 3, nodata_fraction=0.3, seed=1, chunks=16)
     cube["red"][1, 5, 7] = np.nan  # one input missing at one pixel
@@ -99,7 +137,7 @@ def test_result_carries_model_provenance_and_grid() -> None:
     prob = _classify(cube)
     assert prob.name == "probability" and prob.dims == ("time", "class", "y", "x") and prob.dtype == np.float32
     assert list(prob["class"].values) == list(dwcube.CLASSES)
-    assert prob.attrs["model"] == "tiny-test" and prob.attrs["model_halo"] == 8
+    assert prob.attrs["model"] == "tiny-test" and prob.attrs["model_halo"] == 4
     assert prob.attrs["sensor"] == "sentinel-2-l2a"
     assert prob.odc.geobox == cube.odc.geobox and prob.rio.crs.to_epsg() == 32633
     assert prob.chunks is not None  # lazy

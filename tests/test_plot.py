@@ -46,6 +46,27 @@ def _save(fig: object, path: Path) -> set[tuple[int, int, int]]:
     return _png_colours(path)
 
 
+def _map_cells(path: Path, ax: object, shape: tuple[int, int]) -> np.ndarray:
+    """The colour drawn at the centre of every data cell of a map panel ``(ny, nx, 3)``, read back from the
+    saved PNG inside the panel's axes (the legend, which always shows all nine colours, is outside)."""
+    img = (mpimg.imread(path)[..., :3] * 255).round().astype(int)
+    h, w = img.shape[:2]
+    pos = ax.get_position()  # type: ignore[attr-defined]  # the drawn box (after the equal-aspect fit)
+    ny, nx = shape
+    rows = np.floor((1 - pos.y1 + (np.arange(ny) + 0.5) / ny * pos.height) * h).astype(int)
+    cols = np.floor((pos.x0 + (np.arange(nx) + 0.5) / nx * pos.width) * w).astype(int)
+    return img[rows[:, None], cols[None, :]]
+
+
+def _assert_map(path: Path, ax: object, values: np.ndarray, what: str, ignore: np.ndarray | None = None) -> None:
+    """Every cell of the panel (but ``ignore``) is drawn in the colour of its label (255: no-data grey, 254: white)."""
+    want = plot.label_rgb(values)
+    want[np.asarray(values) == 254] = 255
+    got = _map_cells(path, ax, values.shape)
+    wrong = (got != want).any(axis=-1) & (True if ignore is None else ~ignore)
+    assert not wrong.any(), f"{what}: {wrong.sum()} of {wrong.size} cells in the wrong colour, e.g. {np.argwhere(wrong)[:3]}"
+
+
 @pytest.fixture(scope="module")
 def prob() -> xr.DataArray:
     """24 × 32 pixels at 10 m: water on the left, trees on the right; built spreads from date 3."""
@@ -65,29 +86,64 @@ def test_label_maps_takes_probabilities_and_composites(prob: xr.DataArray, tmp_p
     fig = label_maps(prob)
     assert [ax.get_title() for ax in fig.axes[:4]] == ["2023-03-05", "2023-05-14 (no data 5 %)", "2023-08-02",
                                                        "2023-10-21"]
-    assert {_rgb("water"), _rgb("trees"), _rgb("built")} <= _save(fig, tmp_path / "maps.png")
+    _save(fig, tmp_path / "maps.png")
+    lab = label(prob).values
+    for t in range(4):  # each panel shows its own date, cell by cell (built only from date 2)
+        _assert_map(tmp_path / "maps.png", fig.axes[t], lab[t], f"panel {t}")
     comp = composite(prob, "season")
     fig = label_maps(comp)
     assert [ax.get_title() for ax in fig.axes[:3]] == ["2023-MAM", "2023-JJA", "2023-SON"]
+    _save(fig, tmp_path / "seasons.png")
+    for t in range(3):
+        _assert_map(tmp_path / "seasons.png", fig.axes[t], comp.label.values[t], f"season {t}")
 
 
 def test_before_after_shows_both_dates_and_the_change(prob: xr.DataArray, tmp_path: Path) -> None:
     fig = before_after(prob, before="2023-03-05", after=np.datetime64("2023-08-02"))
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["before: 2023-03-05", "after: 2023-08-02", "changed: 8 % of 768 valid pixels"]  # 64 of 768
-    colours = _save(fig, tmp_path / "ba.png")
-    assert {_rgb("water"), _rgb("trees"), _rgb("built")} <= colours
+    _save(fig, tmp_path / "ba.png")
+    lab = label(prob).values
+    _assert_map(tmp_path / "ba.png", fig.axes[0], lab[0], "before")
+    _assert_map(tmp_path / "ba.png", fig.axes[1], lab[2], "after")
+    changed = lab[0] != lab[2]  # the built patch, in its after colour; the rest white
+    _assert_map(tmp_path / "ba.png", fig.axes[2], np.where(changed, lab[2], 254), "changed")
     # without the change panel, and with the exact acquisition time
-    fig = before_after(label(prob), before=pd.Timestamp(DATES[0]), after="2023-10-21", changes=False, legend=False)
+    fig = before_after(label(prob), before=pd.Timestamp(DATES[0]), after="2023-10-21", changes=False, legend=False,
+                       tolerance=None)
     assert len(fig.axes) == 2
+
+
+def test_before_after_takes_the_nearest_acquisition_within_the_tolerance(prob: xr.DataArray) -> None:
+    """Acquisitions rarely fall on the dates a user has in mind: the nearest one within the tolerance
+    (16 days by default) is used, and the title says which and what was asked."""
+    fig = before_after(prob, before="2023-03-01", after="2023-08-10")
+    assert [ax.get_title() for ax in fig.axes][:2] == ["before: 2023-03-05 (asked 2023-03-01)",
+                                                       "after: 2023-08-02 (asked 2023-08-10)"]
+    # a timestamp is measured from its time: 2023-05-14T10:20:29 is nearer to 05-14T20:00 than anything else
+    fig = before_after(prob, before=pd.Timestamp("2023-05-14T20:00"), after="2023-10-21", tolerance=pd.Timedelta("10h"))
+    assert fig.axes[0].get_title() == "before: 2023-05-14"
+    with pytest.raises(ValueError, match=r"before: no acquisition within 2 days 00:00:00 of 2023-03-01; the nearest: "
+                                         r"2023-03-05 \(\+4 days\); widen tolerance="):
+        before_after(prob, before="2023-03-01", after="2023-08-02", tolerance="2D")
+    with pytest.raises(ValueError, match=r"after: no acquisition within .* of 2023-09-15; the nearest: 2023-08-02 "
+                                         r"\(-44 days\) and 2023-10-21 \(\+36 days\)"):
+        before_after(prob, before="2023-03-05", after="2023-09-15")
+    with pytest.raises(ValueError, match=r"pick the same acquisition, 2023-05-14"):
+        before_after(prob, before="2023-05-10", after="2023-05-20")
+    with pytest.raises(ValueError, match="tolerance 'soon' is not a duration"):
+        before_after(prob, before="2023-03-05", after="2023-08-02", tolerance="soon")
+    with pytest.raises(ValueError, match="tolerance must be a duration >= 0"):
+        before_after(prob, before="2023-03-05", after="2023-08-02", tolerance="-1D")
 
 
 def test_before_after_names_missing_dates(prob: xr.DataArray) -> None:
     with pytest.raises(ValueError, match=r"before: time 2023-03-06 00:00:00 is not in the cube \(its 4 dates: "
-                                         r"2023-03-05, 2023-05-14"):
-        before_after(prob, before="2023-03-06", after="2023-08-02")
+                                         r"2023-03-05, 2023-05-14.*the nearest: 2023-03-05 \(-1 days\) and 2023-05-14 "
+                                         r"\(\+69 days\); pass tolerance="):
+        before_after(prob, before="2023-03-06", after="2023-08-02", tolerance=None)
     with pytest.raises(ValueError, match="after: time 2023-08-02 10:00:00 is not in the cube"):
-        before_after(prob, before="2023-03-05", after="2023-08-02T10:00")  # a timestamp must match exactly
+        before_after(prob, before="2023-03-05", after="2023-08-02T10:00", tolerance=None)  # a timestamp: exactly
     with pytest.raises(ValueError, match="no 'time' dimension"):
         before_after(prob.isel(time=0), before="2023-03-05", after="2023-08-02")
     with pytest.raises(ValueError, match="is not a date"):
@@ -103,6 +159,9 @@ def test_probability_series_with_the_label_map_beside(prob: xr.DataArray, tmp_pa
     assert fig.axes[1].get_title() == "label 2023-08-02"
     colours = _save(fig, tmp_path / "series.png")
     assert {_rgb("trees"), _rgb("built"), _rgb("water")} <= colours  # stacked areas and the map
+    marker = np.zeros((24, 32), bool)
+    marker[8:13, 20:25] = True  # the cross marking the pixel
+    _assert_map(tmp_path / "series.png", fig.axes[1], label(prob).values[2], "label beside", ignore=marker)
     # the same point given in longitude/latitude
     import pyproj
 
@@ -182,12 +241,18 @@ def test_change_map_colours_dates_and_classes(tmp_path: Path) -> None:
     colours = _save(fig, tmp_path / "change.png")
     ticks = [t.get_text() for t in fig.axes[3].get_yticklabels()]  # the colour bar speaks in dates
     assert any("2023" in t or "2022" in t for t in ticks) and any(t[:3] in ("Jan", "Apr", "Jul", "Oct") for t in ticks)
-    assert {_rgb("trees"), _rgb("built"), _rgb("water"), _rgb("grass")} <= colours
+    found = ~np.isnat(ch.change_date.values)
+    for ax, var in ((fig.axes[1], "from_class"), (fig.axes[2], "to_class")):  # the classes on the maps themselves
+        _assert_map(tmp_path / "change.png", ax, np.where(found, ch[var].values, 255), var)
     import matplotlib
 
     viridis = matplotlib.colormaps["viridis"]
-    assert _has_near(colours, 255 * np.array(viridis(0.0)[:3]))  # the earliest change
-    assert _has_near(colours, 255 * np.array(viridis(1.0)[:3]))  # the latest
+    early = ch.change_date.values == np.datetime64("2022-06-15")  # the earliest change, and the latest
+    want = np.full((*found.shape, 3), 230.0)
+    want[early] = 255 * np.array(viridis(0.0)[:3])
+    want[found & ~early] = 255 * np.array(viridis(1.0)[:3])
+    got = _map_cells(tmp_path / "change.png", fig.axes[0], found.shape)
+    assert np.abs(got - want).max() <= 1  # every cell in the colour of its date, no change light grey
     texts = [t.get_text() for t in fig.texts]
     assert any("water → grass: 120 px" in t and "trees → built: 96 px" in t for t in texts)
     # only the dates

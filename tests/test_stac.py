@@ -123,3 +123,23 @@ def test_real_stac_api_search_matches_local_search(items: list[pystac.Item], tmp
             assert api == local, kw
         with pytest.raises(EmptySearchError, match="2030"):
             search(url, collections=["sentinel-2-l2a"], datetime="2030-01-01/2030-02-01")
+
+
+@pytest.mark.parametrize(("bbox", "message"), [
+    ((-200, 45.1, 15.0, 45.2), "outside -180..180"),
+    ((14.9, 45.1, 15.0, 95), "outside -90..90"),
+    ((14.9, float("nan"), 15.0, 45.2), "not a finite number"),
+    ((14.9, 45.2, 15.0, 45.2), "must be less than north"),
+    ((170.0, 45.1, -170.0, 45.2), "antimeridian"),
+    ((15.0, 45.1, 15.0, 45.2), "no width"),
+])
+def test_search_range_checks_the_bbox(items: list[pystac.Item], bbox, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        search(items, bbox=bbox)
+
+
+def test_search_checks_the_geometry(items: list[pystac.Item]) -> None:
+    with pytest.raises(ValueError, match="outside -180..180"):
+        search(items, geometry={"type": "Point", "coordinates": [200.0, 45.0]})
+    with pytest.raises(ValueError, match="not a GeoJSON geometry"):
+        search(items, geometry={"type": "Polygon", "coordinates": "nope"})

@@ -81,10 +81,35 @@ def test_projected_label_areas_by_hand_in_every_unit() -> None:
 
 
 def test_non_metre_units_and_rotated_affines() -> None:
+    from affine import Affine
+
     # NAD83 / New York Long Island (US survey feet): 100 ft pixels
     gbox = GeoBox.from_bbox((1000000, 200000, 1000300, 200200), crs="EPSG:2263", resolution=100)
     a = pixel_area(xr.DataArray(np.zeros(gbox.shape), dims=("y", "x"), coords=xr_coords(gbox)))
     np.testing.assert_allclose(a.values, (100 * 1200 / 3937) ** 2, rtol=1e-12)
+    # a grid rotated by 30° (the affine has shear terms b, d ≠ 0): 1 km pixels, 150 km east of UTM 33's
+    # central meridian; the grid travels through spatial_ref and is read back rotated
+    aff = Affine.translation(650000, 5000000) @ Affine.rotation(30) @ Affine.scale(1000, -1000)
+    rotated = GeoBox((20, 30), aff, "EPSG:32633")
+    lab = np.ones((20, 30), np.uint8)
+    lab[:5] = 0  # 150 water pixels along the grid's first rows
+    lab = _label(lab, rotated)
+    assert lab.odc.geobox.affine.b != 0 and lab.odc.geobox.affine.almost_equals(aff)
+    plane = class_area(lab, unit="m2")
+    assert plane.sel({"class": ["water", "trees"]}).values.tolist() == [150e6, 450e6]
+    # on the ellipsoid: the rotated outline (densified along its projected straight edges)
+    t = np.linspace(0, 1, 400, endpoint=False)
+    cols = np.r_[30 * t, np.full(400, 30.0), 30 * (1 - t), np.zeros(400)]
+    rows = np.r_[np.zeros(400), 20 * t, np.full(400, 20.0), 20 * (1 - t)]
+    xs, ys = aff @ (cols, rows)
+    truth = _geod_area(*pyproj.Transformer.from_crs(32633, 4326, always_xy=True).transform(xs, ys))
+    ell = class_area(lab, unit="m2", ellipsoidal=True)
+    assert abs(float(plane.total_area) / truth - 1) > 1e-4
+    np.testing.assert_allclose(float(ell.total_area), truth, rtol=1e-8)
+    # a rotated latitude/longitude grid has no per-row cell area: refused, naming the problem
+    geo = GeoBox((4, 5), Affine.translation(10, 60) @ Affine.rotation(10) @ Affine.scale(0.01, -0.01), "EPSG:4326")
+    with pytest.raises(ValueError, match="rotated or sheared geographic grid"):
+        class_area(_label(np.ones((4, 5)), geo))
 
 
 def test_expected_and_label_area_of_a_probability_cube() -> None:
@@ -96,19 +121,39 @@ def test_expected_and_label_area_of_a_probability_cube() -> None:
     p[0, :, 1, 0] = np.nan           # one pixel without data
     prob = xr.DataArray(p, dims=("time", "class", "y", "x"), name="probability",
                         coords={"time": pd.to_datetime(["2023-05-01"]), "class": list(CLASSES), **xr_coords(gbox)})
-    exp = class_area(prob, unit="m2")
+    exp = class_area(prob, unit="m2", method="expected")
     np.testing.assert_allclose(exp.sel({"class": ["water", "trees", "grass"]})[0], [400 * 1.4, 400 * 1.4, 400 * .2],
                                rtol=1e-6)
     np.testing.assert_allclose(float(exp.sum("class")[0]), 1200.0, rtol=1e-6)
     assert float(exp.nodata_area[0]) == 400.0 and float(exp.valid_area[0]) == 1200.0
-    lab = class_area(prob, unit="m2", method="label")
+    lab = class_area(prob, unit="m2")  # the default: counted labels
+    xr.testing.assert_identical(lab, class_area(prob, unit="m2", method="label"))
     assert lab.sel({"class": ["water", "trees", "grass"]})[0].values.tolist() == [800.0, 400.0, 0.0]
     # (probability.label drops the attributes of spatial_ref, so the grid is put back here)
     np.testing.assert_allclose(lab.values, class_area(label(prob).assign_coords(spatial_ref=prob.spatial_ref),
                                                       unit="m2").values)
     assert "probability × pixel area" in exp.attrs["method"] and "labelled" in lab.attrs["method"]
     ds = xr.Dataset({"probability": prob, "label": label(prob)})
-    np.testing.assert_allclose(class_area(ds, unit="m2").values, exp.values)  # a Dataset: probability first
+    np.testing.assert_allclose(class_area(ds, unit="m2", method="expected").values, exp.values)  # probability first
+
+
+def test_the_default_area_counts_labels_so_a_forest_has_no_snow() -> None:
+    """Issue 15: summing probabilities by default gave a July forest hectares of snow. Every pixel of
+    this 1 km² forest is 89 % trees and 4 % snow: 100 ha of trees and no snow, unless expected
+    areas are asked for; the accessor gives the same."""
+    gbox = _utm_box(100, 100)
+    p = np.full((1, 9, 100, 100), 0.01, np.float32)
+    p[0, 1] = 0.89
+    p[0, 8] = 0.04
+    prob = xr.DataArray(p, dims=("time", "class", "y", "x"), name="probability",
+                        coords={"time": pd.to_datetime(["2023-07-15"]), "class": list(CLASSES), **xr_coords(gbox)})
+    area = prob.lulc.area("ha")
+    assert float(area.sel({"class": "trees"})[0]) == 100.0 and float(area.sel({"class": "snow_and_ice"})[0]) == 0.0
+    assert area.attrs["long_name"] == "labelled area of each class"
+    expected = prob.lulc.area("ha", method="expected")
+    assert float(expected.sel({"class": "snow_and_ice"})[0]) == pytest.approx(4.0, rel=1e-5)
+    assert "probability" in expected.attrs["method"]
+    xr.testing.assert_identical(xr.Dataset({"probability": prob}).lulc.area("ha"), area)
 
 
 def test_ellipsoidal_correction_matches_the_geodesic_area_where_the_plane_does_not() -> None:
@@ -235,7 +280,7 @@ def test_dask_is_lazy_chunk_invariant_and_matches_numpy() -> None:
                         coords={"time": pd.date_range("2023-01-01", periods=4, freq="MS"), "class": list(CLASSES),
                                 **xr_coords(gbox)})
     polys = {"a": box(703000, 5190000, 712500, 5199000), "b": box(705000, 5185000, 720000, 5195500)}
-    for kw in ({}, {"method": "label"}, {"polygons": polys, "crs": "EPSG:32633", "ellipsoidal": True}):
+    for kw in ({}, {"method": "expected"}, {"polygons": polys, "crs": "EPSG:32633", "ellipsoidal": True}):
         ref = class_area(prob, **kw)
         for chunks in ({"time": 1, "y": 5, "x": 7}, {"time": 2, "class": 4, "y": 18, "x": 11}):
             with dask.config.set(scheduler=_forbid_compute):
@@ -246,7 +291,7 @@ def test_dask_is_lazy_chunk_invariant_and_matches_numpy() -> None:
             np.testing.assert_allclose(got.nodata_area.values, ref.nodata_area.values, rtol=1e-12)
             np.testing.assert_allclose(got.total_area.values, ref.total_area.values, rtol=1e-12)
     # the expected areas add up to the valid area per date
-    ref = class_area(prob)
+    ref = class_area(prob, method="expected")
     np.testing.assert_allclose(ref.sum("class"), ref.valid_area, rtol=1e-6)
 
 

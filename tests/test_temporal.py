@@ -111,6 +111,65 @@ def test_long_gaps_use_matrix_powers() -> None:
     np.testing.assert_array_equal(big_t[3], big[3].T)
 
 
+def _marginals_by_enumeration(p: np.ndarray, days: np.ndarray, model: T.TransitionModel, weight: float,
+                              floor: float, *, smooth: bool) -> np.ndarray:
+    """Each date's class marginal, by summing the joint probability of every state path.
+
+    The model of the module docstring written out: a chain with a uniform prior on the day it
+    starts (the first valid date, or the date asked about when that is earlier), ``P(1)^Δ``
+    between consecutive dates of the path, and ``((1 − ε)·p + ε/K)^w`` on each valid date used
+    (all of them when smoothing, those up to the date when filtering).  ``p`` is ``(T, K)``
+    with NaN rows for dates without data.
+    """
+    import itertools
+
+    n_t, k = p.shape
+    valid = np.isfinite(p).all(1)
+    out = np.full((n_t, k), np.nan)
+    for t in range(n_t):
+        used = [u for u in np.flatnonzero(valid) if smooth or u <= t]
+        if not used or (not smooth and not valid[t] and t < used[0]):
+            continue
+        nodes = sorted(set(used) | {t})
+        marginal = np.zeros(k)
+        for path in itertools.product(range(k), repeat=len(nodes)):
+            joint = 1.0 / k
+            for (a, xa), (b, xb) in itertools.pairwise(zip(nodes, path, strict=True)):
+                joint *= model.matrix(int(days[b] - days[a]))[xa, xb]
+            for node, x in zip(nodes, path, strict=True):
+                if node in used:
+                    joint *= ((1 - floor) * p[node, x] + floor / k) ** weight
+            marginal[path[nodes.index(t)]] += joint
+        out[t] = marginal / marginal.sum()
+    return out
+
+
+@pytest.mark.parametrize("mode", ["smooth", "filter"])
+@pytest.mark.parametrize("gap_date", [None, 1])
+def test_posterior_equals_the_sum_over_every_state_path(mode: str, gap_date: int | None) -> None:
+    """An exact check, not a second implementation of the recursion: 2 classes, 4 dates (two on the
+    same day), every one of the 2⁴ state paths enumerated; with a date without data, its posterior
+    (fill_gaps) too."""
+    classes = ["trees", "grass"]
+    model = T.TransitionModel(dwell_days=(20.0, 60.0), classes=classes)
+    times = np.array(["2022-03-01T10:30", "2022-03-10T09:55", "2022-03-10T10:40", "2022-03-31T10:30"])
+    days = np.array([0, 9, 9, 30])  # calendar days: the two acquisitions of 10 March are simultaneous
+    p = np.array([[0.9, 0.1], [0.3, 0.7], [0.45, 0.55], [0.2, 0.8]])
+    if gap_date is not None:
+        p[gap_date] = np.nan
+    want = _marginals_by_enumeration(p, days, model, 0.7, 0.05, smooth=mode == "smooth")
+    assert np.isfinite(want).all() and np.abs(want - np.nan_to_num(p, nan=0.5)).max() > 0.05  # not the input
+    for engine in ("numba", "numpy"):
+        got = T.smooth(cube(p, times, classes), model, mode=mode, weight=0.7, floor=0.05, fill_gaps=True,
+                       engine=engine).values[:, :, 0, 0]
+        np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+        kept = T.smooth(cube(p, times, classes), model, mode=mode, weight=0.7, floor=0.05, engine=engine)
+        if gap_date is not None:
+            assert np.isnan(kept.values[gap_date]).all()  # without fill_gaps the gap stays NaN
+        np.testing.assert_allclose(np.delete(kept.values[:, :, 0, 0], [gap_date] if gap_date is not None else [], 0),
+                                   np.delete(want, [gap_date] if gap_date is not None else [], 0), atol=1e-6, rtol=0)
+
+
 # -- filtering ---------------------------------------------------------------------------------
 
 
@@ -222,6 +281,10 @@ def test_output_keeps_coords_attrs_and_order(small: tuple[xr.DataArray, xr.Datas
     assert out.dims == ("y", "class", "x", "time")
     assert out.name == "probability"
     assert {"spatial_ref", "platform"} <= set(out.coords)
+    # the grid's CRS travels in spatial_ref's attributes, which apply_ufunc used to drop
+    assert prob.odc.geobox.crs.epsg == 32633 and out.odc.geobox == prob.odc.geobox
+    filtered, state = T.filter_update(prob)
+    assert filtered.odc.geobox == prob.odc.geobox and state.odc.geobox == prob.odc.geobox
     assert out.attrs["model_weights_sha256"] == "abc" and out.attrs["model"] == "synthetic"
     assert out.attrs["temporal_method"] == "hmm-forward-backward"
     assert T.TransitionModel.from_json(out.attrs["temporal_transition_model"]) == T.TransitionModel()
@@ -374,7 +437,9 @@ def test_bad_input_gives_clear_errors(small: tuple[xr.DataArray, xr.Dataset]) ->
     with pytest.raises(ValueError, match="dims"):
         T.smooth(prob.isel(x=0))
     with pytest.raises(ValueError, match="dims"):
-        T.smooth(prob.rename(y="lat"))
+        T.smooth(prob.rename(time="date"))
+    with pytest.raises(ValueError, match="dims"):
+        T.smooth(prob.expand_dims(band=1))
     with pytest.raises(ValueError, match="no 'class' coordinate"):
         T.smooth(prob.drop_vars("class"))
     with pytest.raises(TypeError, match="DataArray"):
@@ -405,6 +470,26 @@ def test_bad_input_gives_clear_errors(small: tuple[xr.DataArray, xr.Dataset]) ->
         T.smooth(prob, weight=-1)
     with pytest.raises(ValueError, match="engine"):
         T.smooth(prob, engine="cuda")
+
+
+def test_latitude_longitude_cubes_are_smoothed_and_filtered_like_y_x(small: tuple[xr.DataArray, xr.Dataset]) -> None:
+    """dwcube.load names the dims of a geographic grid latitude/longitude; smooth, filter_update and
+    flicker take them (and any order) and give what the same cube with y/x gives."""
+    prob, _ = small
+    geo = prob.rename(y="latitude", x="longitude")
+    lazy = geo.transpose("latitude", "time", "longitude", "class").chunk({"latitude": 7, "longitude": 9})
+    got = T.smooth(lazy)
+    assert got.dims == lazy.dims and got.chunks[0] == lazy.chunks[0]
+    want = T.smooth(prob)
+    np.testing.assert_array_equal(got.transpose(*geo.dims).values, want.values)
+    _, first = T.filter_update(geo.isel(time=slice(0, 25)))
+    filtered, state = T.filter_update(lazy.isel(time=slice(25, None)), first)
+    assert state.posterior.dims == ("class", "latitude", "longitude")
+    np.testing.assert_allclose(filtered.transpose(*geo.dims).values,
+                               T.smooth(prob, mode="filter").isel(time=slice(25, None)).values, atol=1e-6)
+    with pytest.raises(ValueError, match="no 'latitude' dimension"):
+        T.filter_update(geo.isel(time=slice(25, None)), first.rename(latitude="y"))
+    assert float(T.flicker(got).overall) == float(T.flicker(want).overall)
 
 
 # -- the synthetic generator ------------------------------------------------------------------------

@@ -304,9 +304,10 @@ def test_metrics_match_hand_computation() -> None:
 
 
 def test_soft_cross_entropy_with_smoothing_and_weights() -> None:
-    logits = torch.randn(2, K, 3, 3)
-    t = torch.softmax(torch.randn(2, K, 3, 3), 1)
-    w = torch.rand(2, 3, 3)
+    g = torch.Generator().manual_seed(0)  # its own generator: the same numbers whatever ran before
+    logits = torch.randn(2, K, 3, 3, generator=g)
+    t = torch.softmax(torch.randn(2, K, 3, 3, generator=g), 1)
+    w = torch.rand(2, 3, 3, generator=g)
     got = soft_cross_entropy(logits, t, w, smoothing=0.1)
     ts = 0.9 * t + 0.1 / K
     want = (-(ts * torch.log_softmax(logits, 1)).sum(1) * w).sum() / w.sum()
@@ -320,15 +321,16 @@ def test_soft_cross_entropy_with_smoothing_and_weights() -> None:
 def test_sharpened_targets_keep_the_top_class_and_leave_hard_labels_alone() -> None:
     from dwcube.train.loop import sharpen
 
-    t = torch.softmax(torch.randn(3, K, 4, 4), 1)
+    g = torch.Generator().manual_seed(1)  # its own generator: the same numbers whatever ran before
+    t = torch.softmax(torch.randn(3, K, 4, 4, generator=g), 1)
     s = sharpen(t, 0.3)
     torch.testing.assert_close(s.sum(1), torch.ones(3, 4, 4))
     assert torch.equal(s.argmax(1), t.argmax(1))
     assert bool((s.amax(1) >= t.amax(1) - 1e-6).all())  # the top class only gains
-    onehot = torch.nn.functional.one_hot(torch.randint(0, K, (2, 4, 4)), K).permute(0, 3, 1, 2).float()
+    onehot = torch.nn.functional.one_hot(torch.randint(0, K, (2, 4, 4), generator=g), K).permute(0, 3, 1, 2).float()
     assert torch.equal(sharpen(onehot, 0.3), onehot)
     assert sharpen(t, 1.0) is t
-    lg = torch.randn(3, K, 4, 4)
+    lg = torch.randn(3, K, 4, 4, generator=g)
     w = torch.ones(3, 4, 4)
     want = soft_cross_entropy(lg, t ** (1 / 0.3) / (t ** (1 / 0.3)).sum(1, keepdim=True), w, 0.1)
     assert float(soft_cross_entropy(lg, t, w, 0.1, temperature=0.3)) == pytest.approx(float(want), rel=1e-5)
@@ -384,16 +386,40 @@ def test_tiny_training_lowers_the_loss_writes_a_loadable_checkpoint_and_resumes(
 
 
 def test_recipe_end_to_end_and_the_trained_file_classifies(tmp_path: Path) -> None:
-    cube = synthetic_cube(96, 2, bands=UNET_BANDS, seed=7)
-    wc = xr.DataArray(np.where(cube.nir08.isel(time=0).values > 0.2, 10, 80).astype(np.uint8), dims=("y", "x"),
-                      coords={"y": cube.y, "x": cube.x})
+    # seed 0: the validation block (the centre one of 3 × 3) holds water (13 %) as well as trees, so that
+    # the validation scores say something about both classes (seed 7 left it all trees)
+    cube = synthetic_cube(96, 2, bands=UNET_BANDS, seed=0)
+    water = cube.nir08.isel(time=0).values <= 0.2
+    wc = xr.DataArray(np.where(water, 80, 10).astype(np.uint8), dims=("y", "x"), coords={"y": cube.y, "x": cube.x})
     res = train_from_cube(cube, wc, tmp_path / "run", recipe=Recipe.quick(), progress=False)
     assert res.sha256 and res.weights.is_file()
+    m = res.metrics
+    iw, it = CLASSES.index("water"), CLASSES.index("trees")
+    assert m is not None and m.support[iw] > 0 and m.support[it] > 0
+    majority = max(m.support) / sum(m.support)
+    print(f"validation: accuracy {m.overall_accuracy:.3f} (majority {majority:.3f}), recall water "
+          f"{m.recall[iw]:.3f}, trees {m.recall[it]:.3f}")
+    # better than always answering the majority class: half-way from its share to perfect, both classes found
+    assert m.overall_accuracy >= majority + (1 - majority) / 2
+    assert m.recall[iw] >= 0.75 and m.recall[it] >= 0.9
     entry = unet_entry(res.weights, name="my-unet")
     dem = xr.Dataset({"elevation": xr.full_like(cube.red.isel(time=0, drop=True), 300.0)})
     prob = dwcube.classify(cube, entry, dem=dem, device="cpu").compute()
     assert prob.attrs["model_weights_sha256"] == res.sha256
+    p = prob.values
+    assert (p >= 0).all() and (p <= 1).all()
     np.testing.assert_allclose(prob.sum("class").values, 1, atol=1e-5)
+    lab = p.argmax(1)
+    truth = np.where(water, iw, it)
+    share = max(water.mean(), 1 - water.mean())
+    accuracy = (lab == truth).mean()
+    recall = [(lab[:, truth == c] == c).mean() for c in (iw, it)]
+    p_true = np.take_along_axis(p, np.broadcast_to(truth, lab.shape)[:, None], 1)[:, 0]
+    p_other = np.delete(p, [iw, it], axis=1).max(1)  # the seven classes the labels never show
+    print(f"whole image: accuracy {accuracy:.3f} (majority {share:.3f}), recall {np.round(recall, 3)}, "
+          f"true class above every unseen class on {(p_true > p_other).mean():.3f} of the pixel-dates")
+    assert accuracy >= share + (1 - share) / 2 and min(recall) >= 0.8
+    assert (p_true > p_other).mean() >= 0.98
 
 
 def test_fit_normalisation_and_label_kinds() -> None:

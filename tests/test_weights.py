@@ -1,5 +1,9 @@
 """Weights: pinned hashes, the tensor-bundle reader's own checks, all-or-nothing loading,
-search order, and `dwcube weights fetch` against a loopback HTTP server."""
+one search order everywhere (explicit, $DWCUBE_WEIGHTS, shared/, the user cache), and
+`dwcube weights fetch` against a loopback HTTP server.
+
+Every test that searches sets the environment it searches in (``isolated``), so nothing
+depends on the machine's own cache or shared/ folder."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from dwcube.models import weights as W
 from dwcube.models.registry import UnknownModelError, get_entry, load_model
 from dwcube.models.tensor_bundle import BundleError, TensorBundle, _snappy_decompress, crc32c, read_saved_model
 
+REPO = Path(__file__).resolve().parent.parent
 SOURCE = get_entry("dynamic-world").weights
 
 
@@ -30,6 +35,18 @@ def test_crc32c_and_snappy_decoder() -> None:
     assert _snappy_decompress(block) == b"abcdabcdabcd"
     with pytest.raises(BundleError, match="offset"):
         _snappy_decompress(bytes([8, 1 << 2 | 1, 9]))
+
+
+@pytest.fixture()
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty search: no $DWCUBE_WEIGHTS, an empty cache, $DWCUBE_SHARED at an empty folder
+    (so no ../shared is guessed), and the current folder in tmp_path/work."""
+    monkeypatch.delenv("DWCUBE_WEIGHTS", raising=False)
+    monkeypatch.setenv("DWCUBE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DWCUBE_SHARED", str(tmp_path / "no-shared"))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    return tmp_path
 
 
 @pytest.fixture()
@@ -69,24 +86,76 @@ def test_corrupted_weights_are_refused(dw_copy: Path) -> None:
 
 
 @pytest.mark.shared
-def test_incomplete_weights_are_not_found(dw_copy: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_incomplete_weights_are_not_found(dw_copy: Path, isolated: Path) -> None:
     (dw_copy / "model" / "backward" / "saved_model.pb").unlink()
-    monkeypatch.setenv("DWCUBE_CACHE", str(tmp_path / "cache"))
     with pytest.raises(W.WeightsNotFoundError, match="incomplete, missing model/backward/saved_model.pb"):
         load_model("dynamic-world", weights=dw_copy)
-    monkeypatch.delenv("DWCUBE_WEIGHTS", raising=False)
     with pytest.raises(W.WeightsNotFoundError, match="dwcube weights fetch dynamic-world"):
         load_model("dynamic-world")
 
 
 @pytest.mark.shared
-def test_search_order_env_then_cache(dw_copy: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("DWCUBE_CACHE", str(tmp_path / "cache"))
+def test_search_order_env_then_shared_then_cache(dw_copy: Path, isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DWCUBE_WEIGHTS", str(dw_copy))
     assert W.resolve(SOURCE) == dw_copy
     monkeypatch.delenv("DWCUBE_WEIGHTS")
-    shutil.copytree(dw_copy, tmp_path / "cache" / "weights" / "dynamic-world")
-    assert W.resolve(SOURCE) == tmp_path / "cache" / "weights" / "dynamic-world"
+    shutil.copytree(dw_copy, isolated / "cache" / "weights" / "dynamic-world")
+    assert W.resolve(SOURCE) == isolated / "cache" / "weights" / "dynamic-world"
+    shutil.copytree(dw_copy, isolated / "shared" / "dynamicworld")  # the project's shared/ comes before the cache
+    monkeypatch.setenv("DWCUBE_SHARED", str(isolated / "shared"))
+    assert W.resolve(SOURCE) == isolated / "shared" / "dynamicworld"
+    monkeypatch.delenv("DWCUBE_SHARED")  # ../shared from the current folder (tmp_path/work)
+    assert W.resolve(SOURCE) == isolated / "shared" / "dynamicworld"
+
+
+def test_search_locations_are_one_documented_order(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DWCUBE_WEIGHTS", str(isolated / "w"))
+    monkeypatch.setenv("DWCUBE_SHARED", str(isolated / "s"))
+    assert [(p, label) for p, label in W.search_locations(SOURCE)] == [
+        (isolated / "w" / "dynamic-world", "$DWCUBE_WEIGHTS/dynamic-world"),
+        (isolated / "w", "$DWCUBE_WEIGHTS"),
+        (isolated / "s" / "dynamicworld", "$DWCUBE_SHARED/dynamicworld"),
+        (isolated / "cache" / "weights" / "dynamic-world", "the user cache"),
+    ]
+    assert W.search_locations(SOURCE, isolated / "mine") == [(isolated / "mine", "the path given")]
+    monkeypatch.delenv("DWCUBE_SHARED")  # then ../shared is guessed: from here, and from the source checkout
+    places = dict((label, p) for p, label in W.search_locations(SOURCE))
+    assert places["../shared/dynamicworld from the current folder"] == isolated / "shared" / "dynamicworld"
+    assert places["../shared/dynamicworld from the dwcube checkout"] == (REPO.parent / "shared" / "dynamicworld").resolve()
+    assert list(places)[-1] == "the user cache"
+    # weights the shared folder does not hold are never looked for there
+    other = W.WeightsSource("other", SOURCE.files, SOURCE.base_url, SOURCE.origin)
+    assert [label for _, label in W.search_locations(other)] == ["$DWCUBE_WEIGHTS/other", "$DWCUBE_WEIGHTS",
+                                                                 "the user cache"]
+
+
+def test_not_found_lists_every_place_looked_at(isolated: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DWCUBE_WEIGHTS", str(isolated / "w"))
+    with pytest.raises(W.WeightsNotFoundError) as info:
+        W.resolve(SOURCE)
+    for path, label in W.search_locations(SOURCE):
+        assert f"{path} ({label}): not there" in str(info.value)
+    # `dwcube weights list` says where it looked, and the CLI error offers --weights
+    assert cli.main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "dynamic-world" in out and "not available" in out
+    assert f"looked in {isolated / 'no-shared' / 'dynamicworld'} ($DWCUBE_SHARED/dynamicworld)" in out
+    assert cli.main(["weights", "verify", "dynamic-world"]) == 1
+    err = capsys.readouterr().err
+    assert "$DWCUBE_WEIGHTS/dynamic-world" in err and "the user cache" in err and "--weights" in err
+
+
+@pytest.mark.shared
+def test_weights_list_finds_the_shared_weights_like_classify(shared: Path, isolated: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    if not (shared / "dynamicworld" / "model").is_dir():
+        pytest.skip("needs ../shared/dynamicworld (the official Dynamic World weights)")
+    monkeypatch.setenv("DWCUBE_SHARED", str(shared))
+    assert cli.main(["weights", "list"]) == 0
+    assert str(shared / "dynamicworld") in capsys.readouterr().out
+    assert load_model("dynamic-world").weights_root == shared / "dynamicworld"
 
 
 @pytest.mark.shared

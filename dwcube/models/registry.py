@@ -224,8 +224,8 @@ def load_model(
     name
         Registry name (``"dynamic-world"``).
     weights
-        Weights root folder; default: ``$DWCUBE_WEIGHTS`` or the user cache
-        (see :mod:`dwcube.models.weights`).
+        Weights root folder; default: found by :func:`dwcube.models.weights.search_locations`
+        (``$DWCUBE_WEIGHTS``, the project's ``shared/`` folder, the user cache).
     device
         ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
     **options
@@ -273,6 +273,7 @@ DYNAMIC_WORLD_WEIGHTS = _weights.WeightsSource(
     license="Apache-2.0",
     attribution=("This code is produced for the Dynamic World Project by Google in partnership "
                  "with National Geographic and the World Resources Institute."),
+    shared_folder="dynamicworld",
 )
 
 

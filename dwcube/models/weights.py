@@ -3,15 +3,24 @@
 The project never contains third-party weights.  A :class:`WeightsSource` names the
 files of one set of weights (paths relative to a root folder) with their SHA-256, and
 where to download them.  :func:`resolve` finds a complete, verified copy; :func:`fetch`
-downloads one into the user cache.  Search order:
+downloads one into the user cache.  Every part of dwcube (``classify``, the demo,
+``dwcube weights list``, the registry's ``load_model``) finds weights the same way,
+through :func:`search_locations`:
 
 1. an explicit ``path`` argument (a folder holding the files under their relative paths);
+   when given, nothing else is searched;
 2. ``$DWCUBE_WEIGHTS/<name>/``, then ``$DWCUBE_WEIGHTS/`` itself;
-3. the user cache, ``$DWCUBE_CACHE`` or ``$XDG_CACHE_HOME/dwcube`` or ``~/.cache/dwcube``,
+3. for weights that the project's ``shared/`` folder holds (``shared_folder``, e.g.
+   ``dynamicworld``): ``$DWCUBE_SHARED/<shared_folder>`` when ``$DWCUBE_SHARED`` is set;
+   otherwise ``../shared/<shared_folder>`` relative to the current folder, then relative to
+   the dwcube source checkout (only when dwcube runs from one);
+4. the user cache, ``$DWCUBE_CACHE`` or ``$XDG_CACHE_HOME/dwcube`` or ``~/.cache/dwcube``,
    under ``weights/<name>/``.
 
-Every file is checked against its pinned SHA-256 before use; a mismatch is an error
-(:class:`WeightsHashError`), never a fallback.
+A setting always replaces a guess: with ``$DWCUBE_SHARED`` set, no ``../shared`` folder is
+guessed.  Every file is checked against its pinned SHA-256 before use; a mismatch is an
+error (:class:`WeightsHashError`), never a fallback.  When nothing is found, the error
+lists every place looked at.
 
 Examples
 --------
@@ -42,6 +51,7 @@ __all__ = [
     "cache_dir",
     "fetch",
     "resolve",
+    "search_locations",
     "sha256_file",
 ]
 
@@ -83,6 +93,9 @@ class WeightsSource:
     license, attribution
         Licence name and the attribution text that must travel with the weights;
         written as ``NOTICE`` next to fetched files.
+    shared_folder
+        Folder name of these weights in the project's ``shared/`` folder
+        (``"dynamicworld"``), or ``""`` when it does not hold them.
     """
 
     name: str
@@ -91,6 +104,7 @@ class WeightsSource:
     origin: str
     license: str = ""
     attribution: str = ""
+    shared_folder: str = ""
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -136,16 +150,66 @@ def _verify(root: Path, source: WeightsSource) -> None:
             )
 
 
-def _candidates(source: WeightsSource, path: str | Path | None) -> list[tuple[Path, str]]:
+def _source_checkout() -> Path | None:
+    """The dwcube source checkout this module runs from (``pyproject.toml`` beside the package), if any."""
+    repo = Path(__file__).resolve().parents[2]
+    if (repo / "pyproject.toml").is_file() and (repo / "dwcube" / "models").is_dir():
+        return repo
+    return None
+
+
+def search_locations(source: WeightsSource, path: str | Path | None = None) -> list[tuple[Path, str]]:
+    """Where :func:`resolve` looks for ``source``, in order, each with a label saying why.
+
+    Parameters
+    ----------
+    source
+        The pinned weights.
+    path
+        Explicit root folder; when given, it is the only place.
+
+    Returns
+    -------
+    list of (pathlib.Path, str)
+        Candidate root folders (duplicates removed) and how each was chosen.
+
+    Examples
+    --------
+    >>> import os
+    >>> from dwcube.models.registry import get_entry
+    >>> os.environ.update(DWCUBE_WEIGHTS="/w", DWCUBE_SHARED="/s", DWCUBE_CACHE="/c")
+    >>> [str(p) for p, _ in search_locations(get_entry("dynamic-world").weights)]
+    ['/w/dynamic-world', '/w', '/s/dynamicworld', '/c/weights/dynamic-world']
+    >>> search_locations(get_entry("dynamic-world").weights, "/mine")[0][1]
+    'the path given'
+    >>> for k in ("DWCUBE_WEIGHTS", "DWCUBE_SHARED", "DWCUBE_CACHE"):
+    ...     del os.environ[k]
+    """
     if path is not None:
         return [(Path(path).expanduser(), "the path given")]
-    out = []
+    out: list[tuple[Path, str]] = []
     env = os.environ.get("DWCUBE_WEIGHTS")
     if env:
         out += [(Path(env).expanduser() / source.name, "$DWCUBE_WEIGHTS/" + source.name),
                 (Path(env).expanduser(), "$DWCUBE_WEIGHTS")]
+    if source.shared_folder:
+        shared = os.environ.get("DWCUBE_SHARED")
+        if shared:
+            out.append((Path(shared).expanduser() / source.shared_folder, "$DWCUBE_SHARED/" + source.shared_folder))
+        else:
+            rel = Path("..") / "shared" / source.shared_folder
+            out.append(((Path.cwd() / rel).resolve(), f"{rel} from the current folder"))
+            repo = _source_checkout()
+            if repo is not None:
+                out.append(((repo / rel).resolve(), f"{rel} from the dwcube checkout"))
     out.append((cache_dir() / "weights" / source.name, "the user cache"))
-    return out
+    seen: set[Path] = set()
+    unique = []
+    for root, label in out:
+        if root not in seen:
+            seen.add(root)
+            unique.append((root, label))
+    return unique
 
 
 def resolve(source: WeightsSource, path: str | Path | None = None) -> Path:
@@ -156,7 +220,8 @@ def resolve(source: WeightsSource, path: str | Path | None = None) -> Path:
     source
         The pinned weights.
     path
-        Explicit root folder; when given, nothing else is searched.
+        Explicit root folder; when given, nothing else is searched (see
+        :func:`search_locations` for the order otherwise).
 
     Returns
     -------
@@ -175,7 +240,7 @@ def resolve(source: WeightsSource, path: str | Path | None = None) -> Path:
     >>> root = resolve(get_entry("dynamic-world").weights, "../shared/dynamicworld")  # doctest: +SKIP
     """
     looked = []
-    for root, label in _candidates(source, path):
+    for root, label in search_locations(source, path):
         missing = [f.path for f in source.files if not (root / f.path).is_file()]
         if not missing:
             _verify(root, source)
@@ -187,7 +252,7 @@ def resolve(source: WeightsSource, path: str | Path | None = None) -> Path:
     raise WeightsNotFoundError(
         f"no complete copy of the {source.name} weights; looked in: " + "; ".join(looked)
         + f". Run `dwcube weights fetch {source.name}` (downloads from {source.origin}), "
-        "or set DWCUBE_WEIGHTS to a folder that has them."
+        "set DWCUBE_WEIGHTS to a folder that has them, or pass the folder explicitly."
     )
 
 

@@ -24,12 +24,41 @@ Examples
 
 from __future__ import annotations
 
-from .augment import AugmentParams, landsat_like, reflectance_features
-from .labels import from_label_map, from_probabilities, from_worldcover, temporal_consensus
-from .loop import TrainConfig, TrainResult, evaluate, train
-from .metrics import Metrics, confusion_matrix, format_metrics, metrics_from_confusion
-from .recipe import NORMALISATION, Recipe, fit_normalisation, prepare_labels, train_from_cube
-from .sampling import PatchSet, SamplingParams, SplitParams, sample_patches, split_blocks
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Public name -> the submodule that defines it; imported on first use, so that
+#: ``dwcube train --help`` (and ``dwcube --help``) do not load torch.
+_LAZY = {
+    "AugmentParams": "augment", "landsat_like": "augment", "reflectance_features": "augment",
+    "from_label_map": "labels", "from_probabilities": "labels", "from_worldcover": "labels",
+    "temporal_consensus": "labels",
+    "TrainConfig": "loop", "TrainResult": "loop", "evaluate": "loop", "train": "loop",
+    "Metrics": "metrics", "confusion_matrix": "metrics", "format_metrics": "metrics",
+    "metrics_from_confusion": "metrics",
+    "NORMALISATION": "recipe", "Recipe": "recipe", "fit_normalisation": "recipe", "prepare_labels": "recipe",
+    "train_from_cube": "recipe",
+    "PatchSet": "sampling", "SamplingParams": "sampling", "SplitParams": "sampling", "sample_patches": "sampling",
+    "split_blocks": "sampling",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .augment import AugmentParams, landsat_like, reflectance_features
+    from .labels import from_label_map, from_probabilities, from_worldcover, temporal_consensus
+    from .loop import TrainConfig, TrainResult, evaluate, train
+    from .metrics import Metrics, confusion_matrix, format_metrics, metrics_from_confusion
+    from .recipe import NORMALISATION, Recipe, fit_normalisation, prepare_labels, train_from_cube
+    from .sampling import PatchSet, SamplingParams, SplitParams, sample_patches, split_blocks
 
 __all__ = [
     "NORMALISATION",

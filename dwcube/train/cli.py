@@ -49,18 +49,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     tr.add_argument("labels", help="label raster (GeoTIFF/COG: WorldCover codes or Dynamic World labels), "
                                    "or a Zarr/NetCDF of probabilities with a 'class' dimension")
     tr.add_argument("--out", required=True, help="run folder (checkpoints, metrics, unet.pt)")
-    tr.add_argument("--kind", choices=["auto", "worldcover", "dynamic-world", "probability"], default="auto")
+    tr.add_argument("--kind", choices=["auto", "worldcover", "dynamic-world", "probability"], default="auto",
+                    help="what LABELS holds (default auto: probabilities when it has a 'class' dimension, else "
+                         "WorldCover codes when a value is >= 10, else Dynamic World labels 0-8)")
     tr.add_argument("--dem", help="elevation: a raster file or a STAC catalogue with cop-dem-glo-30 tiles "
                                   "(put on the cube's grid)")
-    tr.add_argument("--steps", type=int, default=3000)
-    tr.add_argument("--batch-size", type=int, default=16)
+    tr.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
+    tr.add_argument("--batch-size", type=int, default=16, help="patches per step (default 16)")
     tr.add_argument("--patch", type=int, default=96, help="patch size in pixels (default 96)")
     tr.add_argument("--samples", type=int, default=2000, help="training patches (default 2000)")
-    tr.add_argument("--val-samples", type=int, default=200)
-    tr.add_argument("--dates-per-sample", type=int, default=2)
+    tr.add_argument("--val-samples", type=int, default=200, help="validation patches (default 200)")
+    tr.add_argument("--dates-per-sample", type=int, default=2,
+                    help="dates of the cube drawn per patch location (temporal augmentation; default 2)")
     tr.add_argument("--block", type=int, default=96, help="block size of the 90:10 spatial split (pixels)")
-    tr.add_argument("--lr", type=float, default=2e-3)
-    tr.add_argument("--label-smoothing", type=float, default=0.05)
+    tr.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 0.002)")
+    tr.add_argument("--label-smoothing", type=float, default=0.05, help="label smoothing of the loss (default 0.05)")
     tr.add_argument("--target-temperature", type=float, default=1.0,
                     help="sharpen soft targets (teacher probabilities) with this temperature; <1 sharpens "
                          "(the shipped model: 0.3); no effect on hard labels")
@@ -69,18 +72,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                          "(the shipped model: 0.5)")
     tr.add_argument("--landsat-fraction", type=float, default=0.3,
                     help="share of samples made Landsat-like (cross-sensor augmentation)")
-    tr.add_argument("--no-attention", dest="attention", action="store_false")
-    tr.add_argument("--no-aspp", dest="aspp", action="store_false")
+    tr.add_argument("--no-attention", dest="attention", action="store_false",
+                    help="no attention gates on the skip connections")
+    tr.add_argument("--no-aspp", dest="aspp", action="store_false", help="no ASPP bottleneck")
     tr.add_argument("--widths", help="channels at the four levels, e.g. 16,32,64,96")
     tr.add_argument("--fit-normalisation", action="store_true",
                     help="fit the input normalisation on the patches (default: the shipped model's)")
     tr.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda")
     tr.add_argument("--threads", type=int, help="CPU threads for PyTorch")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int, default=0, help="random seed of sampling, augmentation and weights (default 0)")
     tr.add_argument("--quick", action="store_true",
                     help="a seconds-long run with a tiny model (smoke test; the other training options are ignored)")
-    tr.add_argument("--no-resume", dest="resume", action="store_false")
-    tr.add_argument("--no-progress", dest="progress", action="store_false")
+    tr.add_argument("--no-resume", dest="resume", action="store_false",
+                    help="start afresh instead of resuming from OUT/checkpoint.pt")
+    tr.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return tr
 
 
