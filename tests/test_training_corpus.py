@@ -139,6 +139,9 @@ def test_agreement_counts_confident_pixels_and_classes() -> None:
     assert a.per_class["trees"]["recall"] == pytest.approx(0.7) and a.per_class["trees"]["precision"] == 1.0
     assert a.per_class["built"]["predicted_share"] == pytest.approx(0.2) and np.isnan(a.per_class["built"]["recall"])
     assert E.rare_class_recall(a) == {"trees": pytest.approx(0.7)}
+    nolabel = pred.copy()
+    nolabel[0] = 255
+    assert E.agreement(nolabel, ref).agreement == pytest.approx(0.6)   # no prediction is a disagreement
     mask = np.zeros(10, bool)
     mask[:6] = True
     assert E.agreement(pred, ref, mask).agreement == pytest.approx(5 / 6)
@@ -158,7 +161,9 @@ def test_qa_and_rules_on_hand_made_pixels() -> None:
     lab = np.array([0, 0, 8, 1, 255])
     q = E.qa_agreement(lab, np.array([1, 1, 1, 1, 1], bool), np.array([1, 1, 0, 0, 1], bool),
                        np.array([0, 0, 1, 1, 0], bool))
-    assert (q["water_recall"], q["water_precision"], q["snow_recall"], q["snow_precision"]) == (1.0, 1.0, 0.5, 1.0)
+    # the unlabelled water pixel (255) is a miss, not left out
+    assert q["water_recall"] == pytest.approx(2 / 3) and q["unlabelled_clear_pixels"] == 1
+    assert (q["water_precision"], q["snow_recall"], q["snow_precision"]) == (1.0, 0.5, 1.0)
     refl = {"green": np.array([0.05, 0.5, 0.1]), "red": np.array([0.03, 0.45, 0.25]),
             "nir08": np.array([0.02, 0.40, 0.28]), "swir16": np.array([0.01, 0.05, 0.35])}
     rules = {r.rule: r for r in E.spectral_rules(refl, np.array([0, 8, 7]))}

@@ -56,7 +56,6 @@ __all__ = [
     "landsat_crop",
     "landsat_qa_scene",
     "patagonia",
-    "read_mtl",
     "sahara",
     "t29unu",
     "t33uuu",
@@ -351,40 +350,13 @@ def patagonia(shared: Path) -> Source:
 
 # --- Landsat ------------------------------------------------------------------------------------
 
-_MTL_LINE = re.compile(r"^\s*(\w+)\s*=\s*\"?([^\"]*)\"?\s*$")
 _OLI = {"blue": 2, "green": 3, "red": 4, "nir08": 5, "swir16": 6, "swir22": 7}
 
 
-def read_mtl(path: Path) -> dict[str, str]:
-    """The ``KEY = value`` pairs of a Landsat MTL text file (later groups win on repeated keys).
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> p = os.path.join(tempfile.mkdtemp(), "x_MTL.txt")
-    >>> _ = open(p, "w").write('GROUP = A\\n  UTM_ZONE = 23\\n  SPACECRAFT_ID = "LANDSAT_8"\\nEND_GROUP = A\\n')
-    >>> read_mtl(Path(p))["SPACECRAFT_ID"]
-    'LANDSAT_8'
-    """
-    out: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        m = _MTL_LINE.match(line)
-        if m and m.group(1) not in ("GROUP", "END_GROUP"):
-            out[m.group(1)] = m.group(2).strip()
-    return out
-
-
-def _mtl_level2_scaling(text: str, band: int) -> tuple[float, float]:
-    """Level-2 reflectance scaling of a band (the ``LEVEL2_SURFACE_REFLECTANCE_PARAMETERS`` group)."""
-    grp = text.split("GROUP = LEVEL2_SURFACE_REFLECTANCE_PARAMETERS")[1]
-    mult = float(re.search(rf"REFLECTANCE_MULT_BAND_{band}\s*=\s*(\S+)", grp).group(1))  # type: ignore[union-attr]
-    add = float(re.search(rf"REFLECTANCE_ADD_BAND_{band}\s*=\s*(\S+)", grp).group(1))  # type: ignore[union-attr]
-    return mult, add
-
-
-def _mtl_level1_scaling(text: str, band: int) -> tuple[float, float]:
-    """Level-1 TOA reflectance scaling of a band (``LEVEL1_RADIOMETRIC_RESCALING``)."""
-    grp = text.split("GROUP = LEVEL1_RADIOMETRIC_RESCALING")[1]
+def _mtl_scaling(text: str, group: str, band: int) -> tuple[float, float]:
+    """``REFLECTANCE_MULT/ADD_BAND_n`` of one MTL group: ``LEVEL2_SURFACE_REFLECTANCE_PARAMETERS``
+    (surface reflectance) or ``LEVEL1_RADIOMETRIC_RESCALING`` (top of atmosphere)."""
+    grp = text.split(f"GROUP = {group}")[1]
     mult = float(re.search(rf"REFLECTANCE_MULT_BAND_{band}\s*=\s*(\S+)", grp).group(1))  # type: ignore[union-attr]
     add = float(re.search(rf"REFLECTANCE_ADD_BAND_{band}\s*=\s*(\S+)", grp).group(1))  # type: ignore[union-attr]
     return mult, add
@@ -401,13 +373,13 @@ def landsat_crop(folder: Path, *, name: str, upsample: int = 3, cloud_blue: floa
     two 30 m pixels, are masked as cloud (used for the cloudy Momotombo crops, a tropical
     scene without snow, where nothing on the ground is that bright in blue).
     """
+    from ..testing import landsat_mtl_grid, read_landsat_mtl
+
     mtl_path = next(folder.glob("*_MTL.txt"))
     text = mtl_path.read_text()
-    mtl = read_mtl(mtl_path)
+    mtl = read_landsat_mtl(mtl_path)
     level1 = "_L1" in folder.name
-    zone = int(mtl["UTM_ZONE"])
-    crs = f"EPSG:{32600 + zone}"
-    x_ul, y_ul = float(mtl["CORNER_UL_PROJECTION_X_PRODUCT"]), float(mtl["CORNER_UL_PROJECTION_Y_PRODUCT"])
+    epsg, transform = landsat_mtl_grid(mtl)
     sun = np.sin(np.deg2rad(float(mtl["SUN_ELEVATION"])))
     bands = {}
     stem = folder.name.replace("-cropped", "")
@@ -415,10 +387,10 @@ def landsat_crop(folder: Path, *, name: str, upsample: int = 3, cloud_blue: floa
         f = folder / (f"{stem}_B{b}.TIF" if level1 else f"{stem}_SR_B{b}.TIF")
         dn, _ = _read(f)
         if level1:
-            mult, add = _mtl_level1_scaling(text, b)
+            mult, add = _mtl_scaling(text, "LEVEL1_RADIOMETRIC_RESCALING", b)
             refl = (dn * mult + add) / sun
         else:
-            mult, add = _mtl_level2_scaling(text, b)
+            mult, add = _mtl_scaling(text, "LEVEL2_SURFACE_REFLECTANCE_PARAMETERS", b)
             refl = dn * mult + add
         refl[dn == 0] = np.nan
         bands[common] = refl
@@ -432,8 +404,8 @@ def landsat_crop(folder: Path, *, name: str, upsample: int = 3, cloud_blue: floa
         bands = {k: _upsample(v, upsample) for k, v in bands.items()}
     res = 30.0 / upsample
     platform = "landsat-9" if "LANDSAT_9" in mtl.get("SPACECRAFT_ID", "") else "landsat-8"
-    cube = _grid_cube({k: v[None] for k, v in bands.items()}, [mtl["DATE_ACQUIRED"]], crs=crs, x0=x_ul - 15.0,
-                      y0=y_ul + 15.0, res=res, sensor="landsat-c2-l1-oli" if level1 else "landsat-c2-l2-oli",
+    cube = _grid_cube({k: v[None] for k, v in bands.items()}, [mtl["DATE_ACQUIRED"]], crs=f"EPSG:{epsg}",
+                      x0=transform[2], y0=transform[5], res=res, sensor="landsat-c2-l1-oli" if level1 else "landsat-c2-l2-oli",
                       platform=platform)
     return Source(name, cube, "landsat-l1" if level1 else "landsat-l2", platform, 30.0, "imputed", block=96,
                   licence="USGS Landsat Collection 2 (xlandsat sample data, CC0)",

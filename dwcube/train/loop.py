@@ -389,6 +389,8 @@ def normalisation_records(spec: InputSpec) -> list[dict[str, Any]]:
                                "clip": list(f.clip) if f.clip else None}
         if f.log_gain is not None:
             rec["log_gain"] = f.log_gain
+        if f.floor is not None:
+            rec["floor"] = f.floor
         out.append(rec)
     return out
 
@@ -463,7 +465,7 @@ def train(
         defaults = json.loads(json.dumps(TrainConfig().to_dict()))
         now = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in ignore}
         # options added after a checkpoint was written count as their default value
-        saved = {k: state["config"].get(k, defaults[k]) for k in now}
+        saved = json.loads(json.dumps({k: state["config"].get(k, defaults[k]) for k in now}))  # tuples read back as lists
         if saved != now or state["normalisation"] != json.loads(json.dumps(norm)):
             raise ValueError(f"{ckpt} was written with another configuration or normalisation; "
                              "use another out_dir or resume=False")

@@ -60,10 +60,10 @@ NORMALISATION: tuple[dict[str, Any], ...] = _unet.SHIPPED_NORMALISATION
 ELEVATION: dict[str, Any] = {"name": "elevation", "kind": "elevation", "shift": 500.0, "scale": 1000.0, "clip": None}
 
 
-def _band_log_gain() -> float | None:
-    """The shipped normalisation's ``log_gain`` of the bands (``None`` when linear)."""
-    gains = {r.get("log_gain") for r in NORMALISATION if r["kind"] == "band"}
-    return gains.pop() if len(gains) == 1 else None
+def _band_setting(key: str) -> float | None:
+    """The shipped normalisation's ``log_gain`` or ``floor`` of the bands (``None`` when absent)."""
+    values = {r.get(key) for r in NORMALISATION if r["kind"] == "band"}
+    return values.pop() if len(values) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -119,11 +119,13 @@ def _kind(name: str) -> str:
 
 
 def fit_normalisation(ps: PatchSet, features: Sequence[str] = _unet.FEATURES, *,
-                      band_log_gain: float | None = None, max_patches: int = 2000) -> list[dict[str, Any]]:
+                      band_log_gain: float | None = None, band_floor: float | None = None,
+                      max_patches: int = 2000) -> list[dict[str, Any]]:
     """Per-feature ``shift`` (median) and ``scale`` (half the 10–90 % range) from training patches.
 
     With ``band_log_gain`` the bands are first mapped to ``ln(1 + gain·x)`` (the record
-    keeps ``log_gain``), which keeps very bright surfaces (snow, ~1.2) within a few scales.
+    keeps ``log_gain``), which keeps very bright surfaces (snow, ~1.2) within a few scales;
+    ``band_floor`` raises slightly negative surface reflectance to it first (record ``floor``).
     At most ``max_patches`` patches (a seeded random subset) are read, which bounds memory.
 
     Rounded to 3 significant digits.  Elevation gets ``shift`` 500 m, ``scale`` 1000 m
@@ -146,7 +148,8 @@ def fit_normalisation(ps: PatchSet, features: Sequence[str] = _unet.FEATURES, *,
         return float(f"{v:.3g}")
 
     probe = _unet.input_spec([{"name": n, "kind": _kind(n), "shift": 0.0, "scale": 1.0,
-                               "log_gain": band_log_gain if _kind(n) == "band" else None} for n in features])
+                               "log_gain": band_log_gain if _kind(n) == "band" else None,
+                               "floor": band_floor if _kind(n) == "band" else None} for n in features])
     if len(ps) > max_patches:
         ps = ps.subset(np.sort(np.random.default_rng(0).choice(len(ps), size=max_patches, replace=False)))
     refl = ps.reflectance.astype(np.float32).reshape(-1, len(ps.bands), ps.patch, ps.patch)
@@ -164,6 +167,8 @@ def fit_normalisation(ps: PatchSet, features: Sequence[str] = _unet.FEATURES, *,
                "clip": [-4.0, 4.0] if kind == "index" else None}
         if kind == "band" and band_log_gain is not None:
             rec["log_gain"] = band_log_gain
+        if kind == "band" and band_floor is not None:
+            rec["floor"] = band_floor
         out.append(rec)
     return out
 
@@ -352,7 +357,8 @@ def train_from_cube(
         warnings.warn(f"no validation patches ({exc}); training without validation metrics - a smaller "
                       "split block gives the validation side some labelled pixels", UserWarning, stacklevel=2)
         va = None
-    records = fit_normalisation(tr, band_log_gain=_band_log_gain()) if recipe.normalisation == "fit" \
+    records = fit_normalisation(tr, band_log_gain=_band_setting("log_gain"), band_floor=_band_setting("floor")) \
+        if recipe.normalisation == "fit" \
         else [dict(r) for r in NORMALISATION]
     if dem is not None:  # a real DEM makes elevation an input; without one the model never sees it
         records.append(dict(ELEVATION))
