@@ -103,18 +103,21 @@ def agreement(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None,
     ref = np.asarray(ref, np.float64)
     lr = _labels(ref)
     lp = _labels(pred)
-    ok = (lr < K) & (lp < K)
+    ok = lr < K  # a pixel the model leaves without a label (NaN) counts as a disagreement
     if mask is not None:
         ok &= np.broadcast_to(np.asarray(mask, bool), ok.shape)
     n = int(ok.sum())
     top = np.nan_to_num(ref, nan=0.0).max(0)
     conf = ok & (top >= confident)
-    cm = confusion_matrix(lr[ok], lp[ok], K)
-    m = metrics_from_confusion(cm)
+    cm = confusion_matrix(lr[ok], np.where(lp < K, lp, K)[ok], K + 1)[:K]  # column K: no prediction
+    m = metrics_from_confusion(cm[:, :K])
     share = cm.sum(1) / max(1, n)
-    pshare = cm.sum(0) / max(1, n)
+    pshare = cm[:, :K].sum(0) / max(1, n)
+    recall = np.diag(cm[:, :K]) / np.where(cm.sum(1) > 0, cm.sum(1), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = 2 * recall * np.asarray(m.precision) / (recall + np.asarray(m.precision))
     per = {c: {"share": float(share[k]), "predicted_share": float(pshare[k]), "precision": m.precision[k],
-               "recall": m.recall[k], "f1": m.f1[k]} for k, c in enumerate(CLASSES)}
+               "recall": float(recall[k]), "f1": float(f1[k])} for k, c in enumerate(CLASSES)}
     agree = lr == lp
     return Agreement(n, float(agree[ok].mean()) if n else float("nan"), float(conf.sum() / max(1, n)),
                      float(agree[conf].mean()) if conf.any() else float("nan"), m.mean_iou, m.mcc, per)
@@ -135,9 +138,9 @@ def rare_class_recall(a: Agreement, min_share: float = 0.02) -> dict[str, float]
 def qa_agreement(pred: np.ndarray, clear: np.ndarray, water: np.ndarray, snow: np.ndarray) -> dict[str, float]:
     """Water and snow/ice of a model against Landsat QA_PIXEL flags, on clear pixels with a prediction.
 
-    Returns ``water_recall`` (share of QA water pixels labelled water), ``water_precision``
-    (share of water labels that QA flags water), the same for snow (bit 5 vs
-    ``snow_and_ice``), and the pixel counts.
+    Returns ``water_recall`` (share of QA water pixels labelled water; a pixel the model
+    leaves without a label counts as missed), ``water_precision`` (share of water labels
+    that QA flags water), the same for snow (bit 5 vs ``snow_and_ice``), and the pixel counts.
 
     Examples
     --------
@@ -147,8 +150,8 @@ def qa_agreement(pred: np.ndarray, clear: np.ndarray, water: np.ndarray, snow: n
     (1.0, 0.5, 0.5)
     """
     lab = _labels(pred)
-    ok = np.asarray(clear, bool) & (lab < K)
-    out: dict[str, float] = {"clear_pixels": float(ok.sum())}
+    ok = np.asarray(clear, bool)
+    out: dict[str, float] = {"clear_pixels": float(ok.sum()), "unlabelled_clear_pixels": float((ok & (lab >= K)).sum())}
     for name, flag, k in (("water", water, 0), ("snow", snow, 8)):
         f = np.asarray(flag, bool) & ok
         p = (lab == k) & ok

@@ -6,6 +6,7 @@ Steps (each cached under ``--cache``; rerunning skips what is done)::
     python -m dwcube.train.shipped patches --shared ../shared --cache /tmp/dwcube-v2   # patch sets, normalisation
     python -m dwcube.train.shipped train   --cache /tmp/dwcube-v2 --out /tmp/dwcube-v2/run
     python -m dwcube.train.shipped calibrate --shared ../shared --cache /tmp/dwcube-v2 --out /tmp/dwcube-v2/run
+    # → run/unet-calibrated.pt, copied to dwcube/models/weights/unet-v2.pt
 
 **Corpus** (:mod:`dwcube.train.corpus`): the five real Sentinel-2 scenes and series with
 all bands (eo-learn L1C, T33UUU L1C, T29UNU L2A, the Sahara L2A, Bouconne L3A), the
@@ -67,6 +68,9 @@ FEATURES: tuple[str, ...] = ("blue", "green", "red", "nir08", "swir16", "swir22"
 #: Gain of the bands' ``ln(1 + g·x)``: spreads reflectance from dark water (0.01) to snow (1.2) over ~3.2
 #: units, so very bright surfaces stay inside the range the network has seen.
 BAND_LOG_GAIN = 20.0
+#: Surface reflectance below this is raised to it before the logarithm: Landsat's SR goes down to
+#: −0.2 (LaSRC over-correction; 10 % of the clear pixels of the Bolivian QA scene have blue < −0.05).
+BAND_FLOOR = -0.02
 #: Real sources of the corpus (the two QA scenes without a clear pixel are left out).
 SOURCES: tuple[str, ...] = ("eolearn", "t33uuu", "t29unu", "sahara", "bouconne", "patagonia", "manaus",
                             "momotombo", "momotombo-l1", "brumadinho-a", "brumadinho-b", "matogrosso-l1a",
@@ -368,7 +372,7 @@ def train_shipped(cache: Path, out: Path, *, steps: int = 8000, threads: int = 2
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m dwcube.train.shipped prepare|patches|train`` (see the module docstring)."""
     ap = argparse.ArgumentParser(prog="python -m dwcube.train.shipped")
-    ap.add_argument("command", choices=["prepare", "patches", "train"])
+    ap.add_argument("command", choices=["prepare", "patches", "train", "calibrate"])
     ap.add_argument("--shared", type=Path, default=Path("../shared"))
     ap.add_argument("--cache", type=Path, default=Path("/tmp/dwcube-v2"))
     ap.add_argument("--out", type=Path, default=Path("/tmp/dwcube-v2/run"))
@@ -389,18 +393,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         tr, va = patch_sets(sources, teachers, log=lambda s: print(s, flush=True))
         tr.save(args.cache / "train_patches.npz")
         va.save(args.cache / "val_patches.npz")
-        norm = fit_normalisation(tr, FEATURES, band_log_gain=BAND_LOG_GAIN, max_patches=len(tr))  # all of them
+        norm = fit_normalisation(tr, FEATURES, band_log_gain=BAND_LOG_GAIN, band_floor=BAND_FLOOR)
         (args.cache / "normalisation.json").write_text(json.dumps(norm, indent=1))
         (args.cache / "class_weights.json").write_text(json.dumps(class_weights(tr)))
         print(f"{len(tr)} training and {len(va)} validation patches in {args.cache}")
-    else:
+    elif args.command == "train":
         res = train_shipped(args.cache, args.out, steps=args.steps, threads=args.threads, seed=args.seed)
         print(json.dumps({"weights": str(res.weights), "sha256": res.sha256}))
+    else:
+        print(json.dumps(calibrate(args.shared, args.cache, args.out), indent=1))
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def calibrate(shared: Path, cache: Path, out: Path) -> dict[str, Any]:
+    """Fit the temperature of ``out/unet.pt`` on every source's validation side; write ``out/unet-calibrated.pt``."""
+    from ..models.unet import unet_entry
+
+    sources, teachers = load_prepared(shared, cache)
+    entry = unet_entry(out / "unet.pt", name="unet-uncalibrated")
+    probs = {name: predict_source(entry, src) for name, src in sources.items()}
+    temperature = fit_source_temperature(probs, sources, teachers)
+    sha = with_temperature(out / "unet.pt", out / "unet-calibrated.pt", temperature, {
+        "calibration": "temperature fitted on the validation sides of every source "
+                       "(dwcube.train.shipped.fit_source_temperature), head divided by it"})
+    return {"temperature": temperature, "weights": str(out / "unet-calibrated.pt"), "sha256": sha}
+
+
 
 
 # --- evaluation and calibration ------------------------------------------------------------------
@@ -521,3 +539,7 @@ def with_temperature(src_path: Path, dst_path: Path, temperature: float, metadat
         net.head.bias /= temperature
     meta = {**blob.get("metadata", {}), **metadata, "temperature": temperature}
     return save_unet(dst_path, net.eval(), normalisation=blob["normalisation"], metadata=json.loads(json.dumps(meta)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
