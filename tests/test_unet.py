@@ -193,5 +193,48 @@ def test_shipped_model_agrees_with_dynamic_world_on_the_eolearn_validation_side(
     val = S.source_split(src) == 1
     a = agreement(np.concatenate(list(prob), 2), np.concatenate(list(teacher), 2), np.tile(val, (1, len(prob))))
     majority = max(v["share"] for v in a.per_class.values())
-    assert a.agreement > majority + 0.5 * (1 - majority), (a.agreement, majority)
+    # halfway from the majority rule to perfect (the side may be all one class), and the issue's target
+    # of 85 % where Dynamic World is confident
+    assert a.agreement >= majority + 0.5 * (1 - majority), (a.agreement, majority)
+    assert a.confident_agreement >= 0.85, a
     assert a.per_class["grass"]["recall"] > 0.5 or a.per_class["grass"]["share"] < 0.02
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+@pytest.mark.network
+def test_real_landsat_through_load_and_classify_agrees_with_qa_pixel(shared: Path, tmp_path: Path) -> None:
+    """Real Landsat 8 scenes with QA_PIXEL: local STAC + HTTP COGs -> dwcube.load -> classify("unet").
+
+    Snow (bit 5) and water (bit 7) recall on clear pixels at least what docs/model_card.md states
+    for this path (QA_RECALL_THROUGH_LOAD); every clear pixel gets a label.
+    """
+    import rioxarray  # noqa: F401
+    from rasterio.enums import Resampling
+
+    from dwcube.testing import LANDSAT_QA_SCENES, landsat_qa_items, serve_directory
+    from dwcube.train.evaluation import qa_agreement
+
+    cogs = tmp_path / "cogs"
+    landsat_qa_items(shared, cogs, base_url="http://x/", scenes=LANDSAT_QA_SCENES[:3])  # write the COGs once
+    with serve_directory(cogs) as (url, _):
+        items = landsat_qa_items(shared, cogs, base_url=url + "/", scenes=LANDSAT_QA_SCENES[:3])
+        got = {}
+        for item in items:
+            epsg = item.properties["proj:code"]
+            cube = dwcube.load([item], bands=list(BANDS), crs=epsg, resolution=500, resampling="bilinear",
+                               chunks=256)
+            lab = dwcube.label(classify(cube, "unet", device="cpu", compile=False)).isel(time=0).values
+            qa = (xr.open_dataarray(cogs / item.id / f"{item.id}_QA_PIXEL.tif", engine="rasterio")
+                  .squeeze(drop=True).rio.reproject_match(cube.red.isel(time=0), resampling=Resampling.nearest)
+                  .values.astype(np.int64))
+            clear = ((qa & 0b11111) == 0) & np.isfinite(cube.red.isel(time=0).values)
+            assert (lab[clear] < 9).all()
+            got[item.id] = qa_agreement(lab, clear, (qa >> 7) & 1 > 0, (qa >> 5) & 1 > 0)
+    print(got)
+    for scene, (kind, floor) in QA_RECALL_THROUGH_LOAD.items():
+        assert got[scene][f"{kind}_recall"] >= floor, (scene, got[scene])
+
+
+#: Recall through dwcube.load at 500 m that docs/model_card.md states (QA_PIXEL on clear pixels).
+QA_RECALL_THROUGH_LOAD = {"LC08_L2SP_005009_20150710_20200908_02_T2": ("snow", 0.95)}

@@ -366,7 +366,7 @@ class FileModelEntry(ModelEntry):
 # --- dwcube U-Net (weights trained with dwcube.train, shipped inside the package) -------------
 #: The packaged U-Net weights (``dwcube/models/weights/``; made by :mod:`dwcube.train.shipped`).
 UNET_WEIGHTS_FILE = Path(__file__).resolve().parent / "weights" / "unet-v2.pt"
-UNET_WEIGHTS_SHA256 = "fe316251b6aef474326ac5348474f98102e84b7cdb41110dbea579fcdd702af7"
+UNET_WEIGHTS_SHA256 = "cbedf87d50a08e2f1e1c4062a512e8298002eb674eca5cf45e44897940a9ef5b"
 
 
 def _unet_inputs() -> InputSpec:

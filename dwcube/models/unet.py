@@ -511,22 +511,23 @@ def load_unet(path: str | Path, *, sha256: str | None = None, fuse: bool = False
 #: :func:`dwcube.train.train_from_cube` on a cube with a DEM may add ``"elevation"``).
 FEATURES: tuple[str, ...] = ("blue", "green", "red", "nir08", "swir16", "swir22", "ndvi", "ndmi", "mndwi")
 
-#: The shipped model's input normalisation: bands ``(ln(1 + 20·x) − shift) / scale`` (the
-#: logarithm keeps snow at reflectance 1.2 a few scales from the median instead of 12),
+#: The shipped model's input normalisation: bands ``(ln(1 + 20·max(x, −0.02)) − shift) / scale``
+#: (the logarithm keeps snow at reflectance 1.2 a few scales from the median instead of 12; the
+#: floor keeps Landsat's slightly negative surface reflectance defined),
 #: indices ``(x − shift) / scale`` clipped to ±4; shift = median and scale = half the
 #: 10–90 % range over the training patches (3 significant digits;
 #: :func:`dwcube.train.recipe.fit_normalisation`).  Stored in the weights file too; the
 #: registry entry and the file must agree (tested).
 SHIPPED_NORMALISATION: tuple[dict[str, Any], ...] = (
-    {'name': 'blue', 'kind': 'band', 'shift': 1.25, 'scale': 0.564, 'clip': None, 'log_gain': 20.0},
-    {'name': 'green', 'kind': 'band', 'shift': 1.12, 'scale': 0.454, 'clip': None, 'log_gain': 20.0},
-    {'name': 'red', 'kind': 'band', 'shift': 1.04, 'scale': 0.586, 'clip': None, 'log_gain': 20.0},
-    {'name': 'nir08', 'kind': 'band', 'shift': 1.74, 'scale': 0.547, 'clip': None, 'log_gain': 20.0},
-    {'name': 'swir16', 'kind': 'band', 'shift': 1.47, 'scale': 0.643, 'clip': None, 'log_gain': 20.0},
-    {'name': 'swir22', 'kind': 'band', 'shift': 1.02, 'scale': 0.562, 'clip': None, 'log_gain': 20.0},
-    {'name': 'ndvi', 'kind': 'index', 'shift': 0.336, 'scale': 0.443, 'clip': [-4.0, 4.0]},
-    {'name': 'ndmi', 'kind': 'index', 'shift': 0.158, 'scale': 0.28, 'clip': [-4.0, 4.0]},
-    {'name': 'mndwi', 'kind': 'index', 'shift': -0.306, 'scale': 0.502, 'clip': [-4.0, 4.0]},
+    {'name': 'blue', 'kind': 'band', 'shift': 1.24, 'scale': 0.569, 'clip': None, 'log_gain': 20.0, 'floor': -0.02},
+    {'name': 'green', 'kind': 'band', 'shift': 1.12, 'scale': 0.464, 'clip': None, 'log_gain': 20.0, 'floor': -0.02},
+    {'name': 'red', 'kind': 'band', 'shift': 1.03, 'scale': 0.606, 'clip': None, 'log_gain': 20.0, 'floor': -0.02},
+    {'name': 'nir08', 'kind': 'band', 'shift': 1.75, 'scale': 0.539, 'clip': None, 'log_gain': 20.0, 'floor': -0.02},
+    {'name': 'swir16', 'kind': 'band', 'shift': 1.47, 'scale': 0.634, 'clip': None, 'log_gain': 20.0, 'floor': -0.02},
+    {'name': 'swir22', 'kind': 'band', 'shift': 1.02, 'scale': 0.571, 'clip': None, 'log_gain': 20.0, 'floor': -0.02},
+    {'name': 'ndvi', 'kind': 'index', 'shift': 0.34, 'scale': 0.441, 'clip': [-4.0, 4.0]},
+    {'name': 'ndmi', 'kind': 'index', 'shift': 0.161, 'scale': 0.281, 'clip': [-4.0, 4.0]},
+    {'name': 'mndwi', 'kind': 'index', 'shift': -0.309, 'scale': 0.493, 'clip': [-4.0, 4.0]},
 )
 
 #: Products the shipped weights were trained or simulated on (no OutOfDomainWarning for them).
@@ -553,7 +554,8 @@ def input_spec(normalisation: Sequence[Mapping[str, Any]]) -> Any:
 
     feats = tuple(Feature(str(r["name"]), r["kind"], shift=float(r.get("shift", 0.0)), scale=float(r.get("scale", 1.0)),
                           clip=tuple(float(v) for v in r["clip"]) if r.get("clip") else None,  # type: ignore[arg-type]
-                          log_gain=float(r["log_gain"]) if r.get("log_gain") is not None else None)
+                          log_gain=float(r["log_gain"]) if r.get("log_gain") is not None else None,
+                          floor=float(r["floor"]) if r.get("floor") is not None else None)
                   for r in normalisation)
     return InputSpec(feats, nir="nir08",
                      description=("surface or top-of-atmosphere reflectance (0-1) of Sentinel-2 or Landsat, on a 10 m grid "
