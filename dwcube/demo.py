@@ -10,9 +10,8 @@ The scenes are the five real eo-learn L1C scenes (Slovenia, 2015) when the proje
 ``shared/`` folder is found, and synthetic L1C scenes made by :mod:`dwcube.testing`
 otherwise.  The model is Dynamic World when its weights are found (the same search as
 ``dwcube classify``: :func:`dwcube.models.weights.search_locations`), else dwcube's own
-U-Net, whose weights ship in the package; it takes elevation, which the demo writes next
-to the scenes (the real DEM of the eo-learn patch, or a synthetic one).  The summary says
-which model was used and why.
+U-Net, whose weights ship in the package (it needs no elevation).  The summary says which
+model was used and why.
 """
 
 from __future__ import annotations
@@ -154,25 +153,6 @@ def _eolearn_items(shared: Path, workdir: Path) -> list[Any]:
     return eolearn_l1c_items(shared, cogs, base_url=cogs.resolve().as_uri(), root=cogs)
 
 
-def _write_dem(path: Path, source: str, shared: Path | None, items: list[Any]) -> Path:
-    """Elevation (m) for the U-Net, as a GeoTIFF on the scenes' grid: the eo-learn patch's
-    real DEM, or for synthetic scenes a smooth 200–900 m surface."""
-    from .testing import EOLEARN_TRANSFORM, write_cog
-
-    if source == "eolearn":
-        assert shared is not None
-        dem = np.load(shared / "data" / "eolearn-slovenia" / "dem.npy")[..., 0].astype(np.float32)
-        transform: tuple[float, ...] = EOLEARN_TRANSFORM
-    else:
-        proj = items[0].assets["red"].extra_fields
-        ny, nx = proj["proj:shape"]
-        transform = tuple(proj["proj:transform"][:6])
-        yy, xx = np.mgrid[0:ny, 0:nx] / max(ny, nx)
-        dem = (550 + 350 * np.sin(3 * xx + 1) * np.cos(2 * yy)).astype(np.float32)
-    write_cog(path, dem, epsg=32633, transform=transform, nodata=None)
-    return path
-
-
 def _choose_model(model: str, weights: str | Path | None) -> tuple[str, Path | None, str]:
     """``(model name, Dynamic World weights root or None, why)``.
 
@@ -212,7 +192,7 @@ def run_demo(
     Parameters
     ----------
     workdir
-        Folder for the COGs, the catalogue, the DEM, the archive and the map (outputs
+        Folder for the COGs, the catalogue, the archive and the map (outputs
         replaced each run).
     source
         ``"auto"`` (the real eo-learn scenes when ``shared/`` is found, else synthetic),
@@ -259,7 +239,7 @@ def run_demo(
     model_name, root, why = _choose_model(model, weights)
     notes = [f"model: {why}"]
 
-    for old in ("lulc.zarr", "reflectance.zarr", "map.png", "dem.tif"):
+    for old in ("lulc.zarr", "reflectance.zarr", "map.png"):
         path = workdir / old
         if path.is_dir():
             shutil.rmtree(path)
@@ -268,9 +248,8 @@ def run_demo(
     t0 = time.perf_counter()
     items = _eolearn_items(shared, workdir) if source == "eolearn" else synthetic_l1c_items(workdir)  # type: ignore[arg-type]
     catalog = write_catalog(items, workdir / "catalog.parquet")
-    dem_path = _write_dem(workdir / "dem.tif", source, shared, items) if model_name == "unet" else None
-    t["catalogue"] = time.perf_counter() - t0
     spec = get_entry(model_name).inputs
+    t["catalogue"] = time.perf_counter() - t0
 
     client = None
     if n_workers > 0:
@@ -284,14 +263,9 @@ def run_demo(
         t0 = time.perf_counter()
         cube = load(str(catalog), collections=["sentinel-2-l1c"], resolution=spec.resolution or 10.0,
                     resampling=spec.resampling or "bilinear", chunks=chunks)
-        dem = None
-        if dem_path is not None:
-            from .elevation import load_dem
-
-            dem = load_dem(str(dem_path), cube)
         t["load (lazy)"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        prob = classify(cube, model_name, weights=root, dem=dem, device="auto")
+        prob = classify(cube, model_name, weights=root, device="auto")
         t["classify (lazy)"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         write_archive(prob, store, mode="w")

@@ -172,7 +172,8 @@ def _band_inputs(cube: xr.Dataset, spec: InputSpec, nir: str) -> list[str]:
 class Feature:
     """One model input and its fixed normalisation.
 
-    In order: ``x ← ln(1 + log_gain·x)`` when ``log_gain`` is set; ``x ← (x − shift) / scale``;
+    In order: ``x ← max(x, floor)`` when ``floor`` is set; ``x ← ln(1 + log_gain·x)`` when
+    ``log_gain`` is set; ``x ← (x − shift) / scale``;
     ``x ← sigmoid(gain·x + bias)`` when ``sigmoid = (gain, bias)`` is set; then the clip.
     Linear features are evaluated in float32; features with a logarithm or a sigmoid in
     float64, then cast to float32 (the arithmetic of Dynamic World's own runner).
@@ -192,11 +193,17 @@ class Feature:
         ``ln(1 + 0.005·DN)`` on reflectance (DN/10000) is ``log_gain=50``.
     sigmoid
         ``(gain, bias)`` of a trailing logistic ``1 / (1 + exp(−(gain·x + bias)))``.
+    floor
+        Values below it are raised to it before anything else (NaN stays NaN): surface
+        reflectance can be slightly negative (Landsat's is defined down to −0.2), where a
+        logarithm would be undefined.  With ``log_gain`` it must lie above ``−1/log_gain``.
 
     Examples
     --------
     >>> Feature("elevation", "elevation", shift=500.0, scale=1000.0)
-    Feature(name='elevation', kind='elevation', shift=500.0, scale=1000.0, clip=None, log_gain=None, sigmoid=None)
+    Feature(name='elevation', kind='elevation', shift=500.0, scale=1000.0, clip=None, log_gain=None, sigmoid=None, floor=None)
+    >>> Feature("blue", "band", log_gain=20.0, floor=-0.02).apply(np.array([-0.07, 0.0]))
+    array([-0.51082563,  0.        ], dtype=float32)
     >>> f = Feature("blue", "band", shift=1.7417, scale=2.0233, log_gain=50.0, sigmoid=(5.0, -1.0))
     >>> round(float(f.apply(np.float64(0.1))), 4)
     0.2939
@@ -209,6 +216,7 @@ class Feature:
     clip: tuple[float, float] | None = None
     log_gain: float | None = None
     sigmoid: tuple[float, float] | None = None
+    floor: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("band", "index", "elevation", "slope"):
@@ -219,6 +227,9 @@ class Feature:
             raise ValueError(f"unknown index {self.name!r}; known: {', '.join(_indices.INDICES)}")
         if self.log_gain is not None and not (np.isfinite(self.log_gain) and self.log_gain > 0):
             raise ValueError(f"feature {self.name!r}: log_gain must be finite and positive, got {self.log_gain}")
+        if self.floor is not None and self.log_gain is not None and not self.floor > -1.0 / self.log_gain:
+            raise ValueError(f"feature {self.name!r}: floor {self.floor} must lie above -1/log_gain "
+                             f"= {-1.0 / self.log_gain:g}, where the logarithm is defined")
 
     @property
     def linear(self) -> bool:
@@ -233,6 +244,8 @@ class Feature:
         >>> Feature("red", "band", scale=0.5).apply(np.array([0.25, np.nan], dtype=np.float32))
         array([0.5, nan], dtype=float32)
         """
+        if self.floor is not None:
+            x = np.maximum(x, self.floor)  # NaN propagates: no data stays no data
         if self.linear:
             x = (x.astype(np.float32) - np.float32(self.shift)) / np.float32(self.scale)
         else:
@@ -252,7 +265,8 @@ class Feature:
 
     def describe(self) -> str:
         """The normalisation as a formula, for ``attrs``."""
-        x = f"ln(1 + {self.log_gain:g}·x)" if self.log_gain is not None else "x"
+        x = f"max(x, {self.floor:g})" if self.floor is not None else "x"
+        x = f"ln(1 + {self.log_gain:g}·{x})" if self.log_gain is not None else x
         x = f"({x} - {self.shift:.17g}) / {self.scale:.17g}" if self.log_gain is not None or self.sigmoid else \
             f"({x} - {self.shift:g}) / {self.scale:g}"
         if self.sigmoid is not None:

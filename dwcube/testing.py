@@ -885,6 +885,67 @@ def landsat_c2_items(
     return sorted(items, key=lambda it: (it.datetime, it.id))
 
 
+#: The stactools Landsat test scenes in ``data/landsat-c2l2-qa-stactools`` (whole Level-2 scenes, ~500 m).
+LANDSAT_QA_SCENES = (
+    "LC08_L2SP_005009_20150710_20200908_02_T2",   # Greenland, snow and ice
+    "LC08_L2SP_008059_20191201_20200825_02_T1",   # Colombia
+    "LC08_L2SP_001070_20190114_20200830_02_T2",   # Bolivia
+    "LC08_L2SP_017036_20130419_20200913_02_T2",   # south-east USA
+    "LC08_L2SR_099120_20191129_20201016_02_T2",   # Antarctica
+)
+
+
+def landsat_qa_items(
+    shared: str | os.PathLike[str],
+    cog_dir: str | os.PathLike[str],
+    *,
+    base_url: str,
+    root: str | os.PathLike[str] | None = None,
+    scenes: Sequence[str] = LANDSAT_QA_SCENES,
+) -> list[pystac.Item]:
+    """A local STAC catalogue of the real downsampled Landsat 8 Level-2 scenes with QA_PIXEL.
+
+    Each ``SR_B1``…``SR_B7`` and ``QA_PIXEL`` GeoTIFF of ``shared/data/landsat-c2l2-qa-stactools``
+    is rewritten as a COG on its own grid (values unchanged) and each scene becomes a
+    ``landsat-c2-l2`` item in the Planetary Computer layout (``blue`` … ``swir22``,
+    ``qa_pixel``), dated from its product id.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> shared = shared_dir()
+    >>> items = landsat_qa_items(shared, tmp, base_url=tmp.as_uri(), scenes=LANDSAT_QA_SCENES[:1]) if shared else []
+    >>> sorted(items[0].assets)[-3:] if shared else ['qa_pixel', 'red', 'swir16']
+    ['qa_pixel', 'red', 'swir16']
+    """
+    import rasterio
+
+    cog_dir = Path(cog_dir)
+    base = Path(shared) / "data" / "landsat-c2l2-qa-stactools"
+    names = {"coastal": "SR_B1", "blue": "SR_B2", "green": "SR_B3", "red": "SR_B4", "nir08": "SR_B5",
+             "swir16": "SR_B6", "swir22": "SR_B7", "qa_pixel": "QA_PIXEL"}
+    items = []
+    for scene in scenes:
+        infos = {}
+        for key, stem in names.items():
+            src_path = base / f"{scene}_{stem}.TIF"
+            dst = cog_dir / scene / f"{scene}_{stem}.tif"
+            with rasterio.open(src_path) as src:
+                data, epsg, tr = src.read(1), src.crs.to_epsg(), tuple(src.transform)[:6]
+            if not dst.exists():
+                tmp = dst.with_suffix(".tmp.tif")
+                write_cog(tmp, data, epsg=epsg, transform=tr, nodata=1 if key == "qa_pixel" else 0)
+                tmp.replace(dst)
+            infos[key] = RasterInfo(str(dst), epsg, tr, data.shape, str(data.dtype), 1 if key == "qa_pixel" else 0)
+        day = scene.split("_")[3]
+        when = dt.datetime(int(day[:4]), int(day[4:6]), int(day[6:]), 12, tzinfo=dt.timezone.utc)
+        path_row = scene.split("_")[2]
+        items.append(landsat_item(scene, when, infos, base_url=base_url, root=root if root is not None else cog_dir,
+                                  platform="landsat-8", wrs_path=int(path_row[:3]), wrs_row=int(path_row[3:])))
+    return sorted(items, key=lambda it: (it.datetime, it.id))
+
+
 def solar_angles(when: dt.datetime, *, lon: float, lat: float) -> tuple[float, float]:
     """Approximate solar zenith and azimuth (degrees, azimuth clockwise from north) at a UTC time.
 

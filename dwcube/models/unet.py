@@ -103,7 +103,7 @@ class UNetConfig:
     Parameters
     ----------
     in_channels
-        Input features (9 for the registry model: six bands, NDVI, NDMI, elevation).
+        Input features (9 for the registry model: six bands, NDVI, NDMI, MNDWI).
     n_classes
         Output classes (9, Dynamic World order).
     widths
@@ -506,24 +506,28 @@ def load_unet(path: str | Path, *, sha256: str | None = None, fuse: bool = False
 # --- inputs and registry entries -------------------------------------------------------------
 
 #: The U-Net's inputs in channel order: six reflectance bands common to Sentinel-2 and
-#: Landsat (narrow NIR: S2 B8A ↔ Landsat ``nir08``), two indices on them, elevation.
-FEATURES: tuple[str, ...] = ("blue", "green", "red", "nir08", "swir16", "swir22", "ndvi", "ndmi", "elevation")
+#: Landsat (narrow NIR: S2 B8A ↔ Landsat ``nir08``) and three indices on them.  No
+#: elevation: the shipped weights do not need a DEM (models trained with
+#: :func:`dwcube.train.train_from_cube` on a cube with a DEM may add ``"elevation"``).
+FEATURES: tuple[str, ...] = ("blue", "green", "red", "nir08", "swir16", "swir22", "ndvi", "ndmi", "mndwi")
 
-#: The shipped model's input normalisation, ``(x − shift) / scale`` per feature: median and
-#: half the 10–90 % range of each feature over its training patches (3 significant digits;
-#: :func:`dwcube.train.recipe.fit_normalisation`), elevation by convention (no DEM in its
-#: training data).  Indices are clipped to ±4 after normalising.  Stored in the weights
-#: file too; the registry entry and the file must agree (tested).
+#: The shipped model's input normalisation: bands ``(ln(1 + 20·max(x, −0.02)) − shift) / scale``
+#: (the logarithm keeps snow at reflectance 1.2 a few scales from the median instead of 12; the
+#: floor keeps Landsat's slightly negative surface reflectance defined),
+#: indices ``(x − shift) / scale`` clipped to ±4; shift = median and scale = half the
+#: 10–90 % range over the training patches (3 significant digits;
+#: :func:`dwcube.train.recipe.fit_normalisation`).  Stored in the weights file too; the
+#: registry entry and the file must agree (tested).
 SHIPPED_NORMALISATION: tuple[dict[str, Any], ...] = (
-    {"name": "blue", "kind": "band", "shift": 0.0351, "scale": 0.0815, "clip": None},
-    {"name": "green", "kind": "band", "shift": 0.0594, "scale": 0.0721, "clip": None},
-    {"name": "red", "kind": "band", "shift": 0.037, "scale": 0.0757, "clip": None},
-    {"name": "nir08", "kind": "band", "shift": 0.303, "scale": 0.202, "clip": None},
-    {"name": "swir16", "kind": "band", "shift": 0.144, "scale": 0.094, "clip": None},
-    {"name": "swir22", "kind": "band", "shift": 0.0613, "scale": 0.0633, "clip": None},
-    {"name": "ndvi", "kind": "index", "shift": 0.727, "scale": 0.465, "clip": [-4.0, 4.0]},
-    {"name": "ndmi", "kind": "index", "shift": 0.397, "scale": 0.318, "clip": [-4.0, 4.0]},
-    {"name": "elevation", "kind": "elevation", "shift": 500.0, "scale": 1000.0, "clip": None},
+    {'name': 'blue', 'kind': 'band', 'shift': 1.24, 'scale': 0.569, 'clip': None, 'log_gain': 20.0, 'floor': -0.02},
+    {'name': 'green', 'kind': 'band', 'shift': 1.12, 'scale': 0.464, 'clip': None, 'log_gain': 20.0, 'floor': -0.02},
+    {'name': 'red', 'kind': 'band', 'shift': 1.03, 'scale': 0.606, 'clip': None, 'log_gain': 20.0, 'floor': -0.02},
+    {'name': 'nir08', 'kind': 'band', 'shift': 1.75, 'scale': 0.539, 'clip': None, 'log_gain': 20.0, 'floor': -0.02},
+    {'name': 'swir16', 'kind': 'band', 'shift': 1.47, 'scale': 0.634, 'clip': None, 'log_gain': 20.0, 'floor': -0.02},
+    {'name': 'swir22', 'kind': 'band', 'shift': 1.02, 'scale': 0.571, 'clip': None, 'log_gain': 20.0, 'floor': -0.02},
+    {'name': 'ndvi', 'kind': 'index', 'shift': 0.34, 'scale': 0.441, 'clip': [-4.0, 4.0]},
+    {'name': 'ndmi', 'kind': 'index', 'shift': 0.161, 'scale': 0.281, 'clip': [-4.0, 4.0]},
+    {'name': 'mndwi', 'kind': 'index', 'shift': -0.309, 'scale': 0.493, 'clip': [-4.0, 4.0]},
 )
 
 #: Products the shipped weights were trained or simulated on (no OutOfDomainWarning for them).
@@ -549,12 +553,13 @@ def input_spec(normalisation: Sequence[Mapping[str, Any]]) -> Any:
     from ..inputs import Feature, InputSpec
 
     feats = tuple(Feature(str(r["name"]), r["kind"], shift=float(r.get("shift", 0.0)), scale=float(r.get("scale", 1.0)),
-                          clip=tuple(float(v) for v in r["clip"]) if r.get("clip") else None)  # type: ignore[arg-type]
+                          clip=tuple(float(v) for v in r["clip"]) if r.get("clip") else None,  # type: ignore[arg-type]
+                          log_gain=float(r["log_gain"]) if r.get("log_gain") is not None else None,
+                          floor=float(r["floor"]) if r.get("floor") is not None else None)
                   for r in normalisation)
     return InputSpec(feats, nir="nir08",
                      description=("surface or top-of-atmosphere reflectance (0-1) of Sentinel-2 or Landsat, on a 10 m grid "
-                                  "(bilinear); NDVI and NDMI on the narrow NIR (nir08); elevation in metres; "
-                                  "each feature (x - shift) / scale"),
+                                  "(bilinear); indices on the narrow NIR (nir08); " + "; ".join(f.describe() for f in feats)),
                      sensors=SENSORS, resolution=10.0, resampling="bilinear")
 
 

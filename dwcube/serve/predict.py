@@ -10,7 +10,7 @@ colour table) as a COG with :func:`dwcube.export.to_cog`.
 Digital numbers (integer bands) become reflectance as ``(DN + offset) / scale`` (Sentinel-2:
 ``scale=10000``, and ``offset=-1000`` for products of processing baseline 04.00 or later);
 the file's no-data value (0 when it declares none) is no data.  A band named ``elevation``
-(or ``DEM``), in metres, is the elevation for models that take it (the shipped U-Net).  Input problems raise
+(or ``DEM``), in metres, is the elevation for models that take it (U-Nets trained with a DEM).  Input problems raise
 :class:`PredictInputError` (HTTP 400), sizes beyond the limits :class:`PredictTooLargeError`
 (HTTP 413).
 

