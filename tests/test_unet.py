@@ -180,24 +180,29 @@ def test_shipped_inputs_stay_bounded_for_very_bright_snow() -> None:
 
 
 @pytest.mark.shared
-def test_shipped_model_agrees_with_dynamic_world_on_the_eolearn_validation_side(shared: Path) -> None:
-    """eo-learn's validation blocks (never used in training): agreement above the majority share."""
+@pytest.mark.slow
+def test_shipped_model_agrees_with_dynamic_world_on_a_mixed_validation_side(shared: Path) -> None:
+    """T33UUU's validation blocks (never used in training; nine classes, the largest 33 %).
+
+    A constant classifier scores the majority share; the U-Net must be well above it, reach the
+    85 % target where Dynamic World is confident, and find the main classes.
+    """
     from dwcube.train import shipped as S
-    from dwcube.train.corpus import eolearn
+    from dwcube.train.corpus import t33uuu
     from dwcube.train.evaluation import agreement
     from dwcube.train.teacher import dynamic_world_probabilities
 
-    src = eolearn(shared)
+    src = t33uuu(shared)
     teacher = dynamic_world_probabilities(src.cube, shared / "dynamicworld")
     prob = S.predict_source("unet", src)
     val = S.source_split(src) == 1
     a = agreement(np.concatenate(list(prob), 2), np.concatenate(list(teacher), 2), np.tile(val, (1, len(prob))))
     majority = max(v["share"] for v in a.per_class.values())
-    # halfway from the majority rule to perfect (the side may be all one class), and the issue's target
-    # of 85 % where Dynamic World is confident
+    assert majority < 0.5
     assert a.agreement >= majority + 0.5 * (1 - majority), (a.agreement, majority)
     assert a.confident_agreement >= 0.85, a
-    assert a.per_class["grass"]["recall"] > 0.5 or a.per_class["grass"]["share"] < 0.02
+    for cls in ("water", "trees", "grass", "crops"):
+        assert a.per_class[cls]["share"] > 0.05 and a.per_class[cls]["recall"] > 0.6, (cls, a.per_class[cls])
 
 
 @pytest.mark.shared

@@ -17,7 +17,8 @@ Examples
 >>> e = get_entry("dynamic-world")
 >>> (e.halo, e.alignment, e.receptive_field)
 (24, 2, 44)
->>> model = load_model("dynamic-world", weights="../shared/dynamicworld")  # doctest: +SKIP
+>>> load_model("unet").attrs["model_version"]      # the shipped weights, hash-checked
+'2.0.0'
 """
 
 from __future__ import annotations
@@ -313,8 +314,14 @@ def load_model(
 
     Examples
     --------
-    >>> m = load_model("dynamic-world", weights="../shared/dynamicworld")   # doctest: +SKIP
-    >>> m.attrs["model_weights_sha256"][:8]                                   # doctest: +SKIP
+    >>> m = load_model("unet")                          # weights inside the package
+    >>> m.attrs["model"], m.attrs["model_weights_sha256"][:8]
+    ('unet', 'cbedf87d')
+    >>> from dwcube.testing import require_shared
+    >>> shared = require_shared("dynamicworld")         # skips this example without ../shared
+    >>> m = load_model("dynamic-world", weights=shared / "dynamicworld")
+    >>> m.attrs["model_weights_sha256"] == get_entry("dynamic-world").weights.sha256
+    True
     """
     entry = get_entry(name)
     root = _weights.resolve(entry.weights, weights) if entry.weights is not None else None

@@ -592,12 +592,12 @@ def unet_entry(path: str | Path, *, name: str = "unet-custom", version: str = "0
     --------
     >>> import tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "m.pt")
-    >>> rec = [{"name": n, "kind": "index" if n in ("ndvi", "ndmi") else "elevation" if n == "elevation" else "band",
+    >>> rec = [{"name": n, "kind": "index" if n in ("ndvi", "ndmi", "mndwi") else "band",
     ...         "shift": 0.0, "scale": 1.0} for n in FEATURES]
     >>> _ = save_unet(p, UNet(UNetConfig(widths=(4, 4, 4, 4))), normalisation=rec)
     >>> e = unet_entry(p)
     >>> e.halo, e.alignment, e.inputs.names[-1], len(e.provenance()["model_weights_sha256"])
-    (48, 8, 'elevation', 64)
+    (48, 8, 'mndwi', 64)
     """
     import functools
 

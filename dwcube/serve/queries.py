@@ -5,7 +5,7 @@ JSON-ready Python values (lists, dicts, floats; ``None`` for no data), so the we
 (:mod:`dwcube.serve.app`) only routes requests to them.
 
 A point query reads one pixel of every date: with the archive's chunks (one date × all
-classes × ``chunk``² pixels, :class:`dwcube.archive.ArchiveEncoding`) that decodes one chunk
+classes × ``chunk × chunk`` pixels, :class:`dwcube.archive.ArchiveEncoding`) that decodes one chunk
 per date, so its cost grows with the number of dates times the chunk area; the server keeps
 the probabilities of the last pixels asked in memory (:data:`POINT_CACHE_SIZE`) so that the
 chart and the map's clicks on the same pixel read the store once.

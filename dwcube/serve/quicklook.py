@@ -207,7 +207,7 @@ def write_series_copy(store: str | os.PathLike[str], *, chunk: int = 32, wait: f
     The archive's own chunks hold one date each (writes and appends per date), so a point
     query decodes one ``chunk² × 9`` chunk per date.  The copy (Zarr group ``series`` inside
     the store: ``probability`` ``(time, class, y, x)`` float32, chunks all dates × all classes ×
-    ``chunk``²) holds the same values; a pixel's series is then one chunk.  The server
+    ``chunk × chunk``) holds the same values; a pixel's series is then one chunk.  The server
     (:mod:`dwcube.serve.web`) reads points from it while its dates equal the archive's, and from
     the archive otherwise.  Rewritten whole on each call (the archive is read once).
 

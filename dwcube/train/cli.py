@@ -120,8 +120,26 @@ def run(args: argparse.Namespace) -> int:
 
     Examples
     --------
-    >>> run(parser.parse_args(["train", "cube.zarr", "wc.tif", "--out", "runs/a"]))  # doctest: +SKIP
-    0
+    A quick run on a synthetic cube and WorldCover-coded labels, both stored as Zarr:
+
+    >>> import argparse, contextlib, io, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np, xarray as xr
+    >>> from dwcube.testing import synthetic_cube
+    >>> d = Path(tempfile.mkdtemp())
+    >>> cube = synthetic_cube(48, 2, bands=["blue", "green", "red", "nir08", "swir16", "swir22"], seed=3)
+    >>> cube.to_zarr(d / "cube.zarr", zarr_format=3, consolidated=False) and None
+    >>> wc = xr.DataArray(np.where(cube.red.isel(time=0).values > 0.1, 10, 30).astype(np.uint8),
+    ...                   dims=("y", "x"), coords={"y": cube.y, "x": cube.x})
+    >>> xr.Dataset({"label": wc}).to_zarr(d / "wc.zarr", zarr_format=3, consolidated=False) and None
+    >>> parser = argparse.ArgumentParser(prog="dwcube")
+    >>> _ = add_parser(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["train", str(d / "cube.zarr"), str(d / "wc.zarr"), "--kind", "worldcover",
+    ...                           "--out", str(d / "run"), "--quick", "--no-progress"])
+    >>> with contextlib.redirect_stdout(io.StringIO()):
+    ...     status = run(args)
+    >>> status, (d / "run" / "unet.pt").is_file()
+    (0, True)
     """
     from ..models.unet import UNetConfig
     from .augment import AugmentParams

@@ -5,19 +5,19 @@ band names (float32, 0–1, NaN = no data or masked), the product it is (Sentine
 L2A, L3A, Landsat Collection 2 Level-1 TOA or Level-2 surface reflectance), the pixel
 size, the split block size, and what the teacher of that source is:
 
-=================  =============================================  ===========================
-source             data                                           teacher
-=================  =============================================  ===========================
-``eolearn``        S2 **L1C**, Slovenia 2015, 5 dates, 101 × 100  Dynamic World (in domain)
-``t33uuu``         S2 **L1C**, E Germany, 2017-02-16, 768 × 1536   Dynamic World (in domain)
-``t29unu``         S2 **L2A**, Ireland 2022-10-05, 60 m, 1830²     Dynamic World on L2A
-``sahara``         S2 **L2A**, Western Sahara 2020, 100 m, 1098²   Dynamic World on L2A
-``bouconne``       S2 **L3A** syntheses, Toulouse 2018, 7 dates    Dynamic World on L3A
-``patagonia``      S2 (6 bands, no red edge), steppe, 200 × 300    imputed Dynamic World
-``manaus`` …       Landsat 8/9 **C2 L2** SR crops at 30 m          imputed Dynamic World
-``*-l1``           Landsat 8 **C2 L1** TOA crops at 30 m           imputed Dynamic World
-``qa-*``           Landsat 8 C2 L2 scenes at ~500 m with QA_PIXEL  imputed DW + QA water/snow
-=================  =============================================  ===========================
+=============  ==============================================  ==========================
+source         data                                            teacher
+=============  ==============================================  ==========================
+``eolearn``    S2 **L1C**, Slovenia 2015, 5 dates, 101 × 100   Dynamic World (in domain)
+``t33uuu``     S2 **L1C**, E Germany, 2017-02-16, 768 × 1536   Dynamic World (in domain)
+``t29unu``     S2 **L2A**, Ireland 2022-10-05, 60 m, 1830²     Dynamic World on L2A
+``sahara``     S2 **L2A**, Western Sahara 2020, 100 m, 1098²   Dynamic World on L2A
+``bouconne``   S2 **L3A** syntheses, Toulouse 2018, 7 dates    Dynamic World on L3A
+``patagonia``  S2 (6 bands, no red edge), steppe, 200 × 300    imputed Dynamic World
+``manaus`` …   Landsat 8/9 **C2 L2** SR crops at 30 m          imputed Dynamic World
+``*-l1``       Landsat 8 **C2 L1** TOA crops at 30 m           imputed Dynamic World
+``qa-*``       Landsat 8 C2 L2 scenes at ~500 m with QA_PIXEL  imputed DW + QA water/snow
+=============  ==============================================  ==========================
 
 *Teacher on L2A/L3A.*  Dynamic World was trained on L1C; on surface reflectance it is out
 of its domain, but it is what a user compares with when running Dynamic World on the same

@@ -139,8 +139,8 @@ def fit_normalisation(ps: PatchSet, features: Sequence[str] = _unet.FEATURES, *,
     >>> ps = PatchSet.empty(UNET_BANDS, 4)
     >>> ps.reflectance = np.random.default_rng(0).uniform(0.0, 0.4, (2, 1, 6, 4, 4)).astype(np.float16)
     >>> rec = fit_normalisation(ps)
-    >>> rec[0]["name"], rec[-1]["shift"]
-    ('blue', 500.0)
+    >>> rec[0]["name"], rec[-1]["name"], rec[-1]["shift"]   # bands, then NDVI, NDMI, MNDWI
+    ('blue', 'mndwi', -0.0845)
     """
     from .augment import reflectance_features
 
@@ -325,10 +325,12 @@ def train_from_cube(
     >>> cube = synthetic_cube(64, 2, bands=UNET_BANDS)
     >>> wc = xr.DataArray(np.where(cube.nir08.isel(time=0) > 0.2, 10, 80).astype(np.uint8),
     ...                   dims=("y", "x"), coords={"y": cube.y, "x": cube.x})
-    >>> res = train_from_cube(cube, wc, "/tmp/dwcube-doctest-recipe", recipe=Recipe.quick(),
-    ...                       resume=False, progress=False)   # doctest: +SKIP
-    >>> res.weights.name   # doctest: +SKIP
-    'unet.pt'
+    >>> import tempfile, warnings
+    >>> with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     res = train_from_cube(cube, wc, d, recipe=Recipe.quick(), resume=False, progress=False)
+    ...     (res.weights.name, len(res.history) == Recipe.quick().train.steps, len(res.sha256))
+    ('unet.pt', True, 64)
     """
     if not isinstance(labels, xr.Dataset):
         labels = align_to_cube(labels, cube)
