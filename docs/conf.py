@@ -56,6 +56,8 @@ nitpick_ignore_regex = [
     # module constants without a docstring get no page of their own (their modules explain them)
     (r"py:data", r"(dwcube\.[\w.]+\.)?[A-Z][A-Z0-9_]+"),
     (r"py:class", r"dwcube\.reads\.T"),  # a TypeVar
+    # fragments of built-in generics split at their commas ("dict[str", "tuple[float")
+    (r"py:class", r"(dict|tuple|list|set)\[.*"),
     (r"py:.*", r"(float32|float64|uint8|uint16|int64|int32|bool_|datetime64|timedelta64)"),
 ]
 

@@ -344,7 +344,7 @@ _RUN_STATE = {
 def _advance_runs(g, tns, from_ok, to_ok, min_obs, min_ns, last_mode,  # type: ignore[no-untyped-def]
                   rc, rn, rf, rl, rs, rp, pc, pe, pp, flb, ffa, ffr, fto, fcf, frz,
                   out_lb, out_fa, out_from, out_to, out_conf):
-    """Feed dates (T, K, n) to the run state of :data:`_RUN_STATE` (arrays (n,), in place) and
+    """Feed dates (T, K, n) to the run state of ``_RUN_STATE`` (arrays (n,), in place) and
     evaluate the change maps as :func:`_date_changes` would on the whole series."""
     n_t, k, n = g.shape
     for i in range(n):
@@ -480,7 +480,7 @@ def changes_update(filtered: xr.DataArray, state: xr.Dataset | None = None, *,
     alerts : xarray.Dataset
         The change maps over all dates so far, as :func:`changes` returns them.
     state : xarray.Dataset
-        Per-pixel run state (see :data:`_RUN_STATE`), lazy when the input is; ``attrs``:
+        Per-pixel run state (see ``dwcube.change._RUN_STATE``), lazy when the input is; ``attrs``:
         the rule, the classes and ``last_date``.
 
     Examples

@@ -781,7 +781,7 @@ def reprocess(
     Examples
     --------
     An archive of the tiny test model, classified again by its version 1 (in practice:
-    ``reprocess(store, "unet==1.0.0", dem=...)``):
+    ``reprocess(store, "unet==2.0.0")``):
 
     >>> import shutil, tempfile
     >>> from pathlib import Path

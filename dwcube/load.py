@@ -283,7 +283,7 @@ def load(
         ``platform``, ``cloud_cover``, ``sun_azimuth``, ``sun_elevation``,
         ``tile`` and, for Sentinel-2, ``processing_baseline``); provenance in
         ``attrs``, among them ``load_parameters``: this call's arguments as JSON, from
-        which :func:`load_arguments` rebuilds it (archives keep it, so that
+        which ``dwcube.load.load_arguments`` rebuilds it (archives keep it, so that
         ``dwcube update`` loads new dates the same way). Lazy (Dask): nothing is read
         until computed.
 

@@ -914,10 +914,10 @@ def landsat_qa_items(
     --------
     >>> import tempfile
     >>> tmp = Path(tempfile.mkdtemp())
-    >>> shared = shared_dir()
-    >>> items = landsat_qa_items(shared, tmp, base_url=tmp.as_uri(), scenes=LANDSAT_QA_SCENES[:1]) if shared else []
-    >>> sorted(items[0].assets)[-3:] if shared else ['qa_pixel', 'red', 'swir16']
-    ['qa_pixel', 'red', 'swir16']
+    >>> shared = require_shared("data", "landsat-c2l2-qa-stactools")
+    >>> items = landsat_qa_items(shared, tmp, base_url=tmp.as_uri(), scenes=LANDSAT_QA_SCENES[:1])
+    >>> len(items), sorted(items[0].assets)
+    (1, ['blue', 'coastal', 'green', 'nir08', 'qa_pixel', 'red', 'swir16', 'swir22'])
     """
     import rasterio
 
@@ -1213,7 +1213,7 @@ def synthetic_catalog(
         As for :func:`synthetic_cube`.
     base_url
         Asset hrefs are ``base_url`` + the path relative to ``directory`` (default: the
-        folder's ``file://`` URL; pass :func:`serve_directory`'s URL to read over HTTP).
+        folder's ``file://`` URL; pass :func:`dwcube.loopback.serve_directory`'s URL to read over HTTP).
     name
         File name of the catalogue (an ItemCollection JSON).
 

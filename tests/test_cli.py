@@ -109,8 +109,18 @@ def test_options_are_checked_up_front_and_named(catalog: Path, tmp_path: Path,
 
 def test_library_errors_are_reported_in_cli_words(catalog: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from dwcube.models import unet as U
+
+    # a U-Net that takes elevation (trained with a DEM; here random weights): --dem is needed
+    records = [dict(r) for r in U.SHIPPED_NORMALISATION] + [
+        {"name": "elevation", "kind": "elevation", "shift": 500.0, "scale": 200.0, "clip": None}]
+    torch.manual_seed(0)
+    weights = tmp_path / "with-elevation.pt"
+    U.save_unet(weights, U.UNet(U.UNetConfig(in_channels=10, widths=(4, 4, 8, 8))).eval(), normalisation=records)
     store = tmp_path / "unet.zarr"
-    assert main(["classify", str(catalog), "--out", str(store), "--model", "unet", "--device", "cpu",
+    assert main(["classify", str(catalog), "--out", str(store), "--model", str(weights), "--device", "cpu",
                  "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "dwcube classify: error:" in err and "--dem" in err and "dem=" not in err and not store.exists()

@@ -37,7 +37,7 @@ def test_the_wheel_carries_licences_data_and_typing(tmp_path: Path) -> None:
         meta = email.message_from_bytes(zf.read(meta_name))
     assert {"dwcube/py.typed", "dwcube/data/s2cloudless/pixel_s2_cloud_detector_lightGBM_v0.1.txt.xz",
             "dwcube/data/s2cloudless/LICENSE.md", "dwcube/data/s2cloudless/NOTICE",
-            "dwcube/models/weights/unet-v1.pt", "dwcube/serve/static/index.html", "dwcube/serve/static/app.js",
+            "dwcube/models/weights/unet-v2.pt", "dwcube/serve/static/index.html", "dwcube/serve/static/app.js",
             "dwcube/serve/static/vendor/leaflet/leaflet.js", "dwcube/serve/static/vendor/leaflet/LICENSE"} <= names
     licences = {n.split(".dist-info/licenses/", 1)[1] for n in names if ".dist-info/licenses/" in n}
     assert {"LICENSE", "NOTICE", "dwcube/data/s2cloudless/LICENSE.md"} <= licences

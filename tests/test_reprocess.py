@@ -30,7 +30,7 @@ from dwcube.jobs import AlertRule, compare_versions, reprocess
 
 REPO = Path(__file__).resolve().parent.parent
 SCENES = (2, 3, 4)  # the three clear dates of the patch: 2015-07-11, 08-30, 09-09
-UNET = "unet==1.0.0"
+UNET = "unet==2.0.0"
 UNET_GROUP = f"versions/{UNET}"
 RULE = AlertRule(min_observations=1, min_duration=0.0)  # loose, so that three dates give change events
 
@@ -38,20 +38,16 @@ RULE = AlertRule(min_observations=1, min_duration=0.0)  # loose, so that three d
 @pytest.fixture(scope="module")
 def made(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """``dw``: the Dynamic World archive (3 dates, 32 px chunks) of a catalogue file whose items
-    point at local COGs; ``ref``: a copy of it reprocessed with the U-Net in one uninterrupted run;
-    ``dem``: a synthetic elevation GeoTIFF on the patch's grid (the U-Net reads elevation)."""
+    point at local COGs; ``ref``: a copy of it reprocessed with the shipped U-Net (no DEM) in one uninterrupted run."""
     root = tmp_path_factory.mktemp("lineage")
     items = T.eolearn_l1c_items(shared, root / "cogs", base_url=root.as_uri(), root=root, scenes=SCENES)
-    dem = root / "dem.tif"
-    T.write_cog(dem, np.linspace(250, 450, 101 * 100, dtype=np.float32).reshape(101, 100), epsg=32633,
-                transform=T.EOLEARN_TRANSFORM, nodata=None)
     catalog = write_catalog(items, root / "l1c.json")
     cube = dwcube.load(str(catalog), collections=["sentinel-2-l1c"], chunks=64, cloud_mask=False)
     prob = dwcube.classify(cube, "dynamic-world", weights=shared / "dynamicworld", device="cpu", compile=False)
     write_archive(prob, root / "dw.zarr", encoding=ArchiveEncoding(chunk=32))
     shutil.copytree(root / "dw.zarr", root / "ref.zarr")
-    assert reprocess(root / "ref.zarr", UNET, dem=str(dem), device="cpu").complete
-    yield {"dw": root / "dw.zarr", "ref": root / "ref.zarr", "dem": dem}
+    assert reprocess(root / "ref.zarr", UNET, device="cpu").complete
+    yield {"dw": root / "dw.zarr", "ref": root / "ref.zarr"}
 
 
 def _files(store: Path) -> dict[str, bytes]:
@@ -79,7 +75,7 @@ def test_reprocess_with_the_unet_beside_dynamic_world(made: dict[str, Path], tmp
     store = tmp_path / "lulc.zarr"
     shutil.copytree(made["dw"], store)
     before = _first_version_files(store)
-    assert main(["reprocess", str(store), "--model", UNET, "--dem", str(made["dem"]), "--device", "cpu",
+    assert main(["reprocess", str(store), "--model", UNET, "--device", "cpu",
                  "--no-progress"]) == 0
     assert f"version {UNET} complete ({UNET_GROUP})" in capsys.readouterr().out
     assert _first_version_files(store) == before  # the Dynamic World version: not one byte changed
@@ -95,10 +91,10 @@ def test_reprocess_with_the_unet_beside_dynamic_world(made: dict[str, Path], tmp
     assert "version   dynamic-world==1.0.0+0dd288f: 3 date(s)" in info and "; group / (the archive itself)" in info
     assert f"version   {UNET} (default): 3 date(s) 2015-07-11" in info and f"group {UNET_GROUP}" in info
     assert check_archive(store).ok
-    assert main(["reprocess", str(store), "--model", UNET, "--dem", str(made["dem"]), "--no-progress"]) == 0
+    assert main(["reprocess", str(store), "--model", UNET, "--no-progress"]) == 0
     assert "classified 0 date(s), 3 already there" in capsys.readouterr().out  # nothing left to do
     assert main(["reprocess", str(store), "--model", "unet==9.9", "--no-progress"]) == 1
-    assert "the installed unet is version 1.0.0, not 9.9" in capsys.readouterr().err
+    assert "the installed unet is version 2.0.0, not 9.9" in capsys.readouterr().err
 
 
 def test_compare_versions_equals_a_direct_comparison_of_the_label_cubes(made: dict[str, Path],
@@ -151,7 +147,7 @@ def test_a_killed_reprocess_ends_identical_when_rerun(made: dict[str, Path], tmp
     store = tmp_path / "lulc.zarr"
     shutil.copytree(made["dw"], store)
     before = _first_version_files(store)
-    args = ["reprocess", str(store), "--model", UNET, "--dem", str(made["dem"]), "--device", "cpu", "--no-progress"]
+    args = ["reprocess", str(store), "--model", UNET, "--device", "cpu", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_CLI, *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -172,7 +168,7 @@ def test_a_killed_reprocess_ends_identical_when_rerun(made: dict[str, Path], tmp
         assert open_archive(store).probability.attrs["model"] == "dynamic-world"  # the default: the newest *complete* one
     assert f"version   {UNET}: 0 date(s), being reprocessed" in format_info(archive_info(store))
     assert _first_version_files(store) == before
-    report = reprocess(store, UNET, dem=str(made["dem"]), device="cpu")  # the killed one's lock went with it
+    report = reprocess(store, UNET, device="cpu")  # the killed one's lock went with it
     assert report.complete and report.blocks_resumed >= done - 1 and report.blocks + report.blocks_resumed == 48
     assert _first_version_files(store) == before
     _assert_same_version(store, made["ref"], UNET)  # identical to the uninterrupted run

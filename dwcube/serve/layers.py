@@ -7,7 +7,7 @@ changes dated by :func:`dwcube.change.changes` up to that date, coloured by how 
 ``rgb`` (the archive's quicklook of the input reflectance, :mod:`dwcube.serve.quicklook`).
 
 The tile maths (tile bounds, zoom levels) are morecantile's ``WebMercatorQuad``, and the
-reprojection is rio-tiler's :class:`~rio_tiler.io.xarray.XarrayReader` (rioxarray's
+reprojection is rio-tiler's ``rio_tiler.io.xarray.XarrayReader`` (rioxarray's
 ``reproject``, i.e. GDAL's warper) with nearest-neighbour resampling for categorical layers
 and bilinear for the probabilities and the quicklook.  Only the archive chunks a tile
 overlaps are read (``clip_box`` on the lazy array before the reprojection).
