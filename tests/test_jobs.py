@@ -128,19 +128,33 @@ def _date_chunks(store: Path, n: int) -> dict[str, tuple[int, bytes]]:
     return out
 
 
+#: Two processes (other thread counts) compute the network to float32 noise; stored on the
+#: archive's 2^-16 grid, a value at a rounding boundary lands one step apart. Equal means
+#: equal to the archive's precision for float layers, and exactly for everything else.
+GRID_STEP = 2.0 ** -16
+
+
+def _assert_equal_to_precision(x: np.ndarray, y: np.ndarray, name: str, atol: float = GRID_STEP) -> None:
+    if np.issubdtype(np.asarray(y).dtype, np.floating):
+        np.testing.assert_allclose(x, y, rtol=0, atol=atol * 1.001, err_msg=name)
+    else:
+        np.testing.assert_array_equal(x, y, err_msg=name)
+
+
 def _assert_same_archive(a: Path, b: Path, model: str | None = "default") -> None:
-    """Every layer and per-date coordinate equal, bit for bit, and the near-real-time products too."""
+    """Every layer and per-date coordinate equal (floats to the archive's precision), and the products too."""
     x, y = open_archive(a, model=model).load(), open_archive(b, model=model).load()
     assert x.sizes == y.sizes
     for name in y.variables:
-        np.testing.assert_array_equal(x[name].values, y[name].values, err_msg=name)
+        _assert_equal_to_precision(x[name].values, y[name].values, name)
     version = next(v for v in archive_versions(a) if v["key"] == x.attrs["dwcube_model_version"])
     pa, ma = open_products(a, group=version["group"])
     pb, mb = open_products(b, group=version["group"])
     assert sorted(pa) == sorted(pb) and ma["last_date"] == mb["last_date"]
     for name in pb:
         for var in pb[name].data_vars:
-            np.testing.assert_array_equal(pa[name][var].values, pb[name][var].values, err_msg=f"{name}/{var}")
+            # derived from the stored probabilities: a step of those moves them by less than 1e-4
+            _assert_equal_to_precision(pa[name][var].values, pb[name][var].values, f"{name}/{var}", atol=1e-4)
 
 
 # -- update: exactly the new items, the history untouched ------------------------------------

@@ -282,7 +282,7 @@ def test_predict_returns_the_classify_result_as_a_cog(server: dict[str, Any]) ->
     with rasterio.io.MemoryFile(r.content) as f, f.open() as src:
         assert src.count == 9 and src.descriptions[0] == "water" and src.crs.to_epsg() == 32633
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
-        np.testing.assert_allclose(src.read(), want, atol=1e-6)
+        np.testing.assert_allclose(src.read(), want, atol=1e-5)  # the server's threads: float32 noise
     r = httpx.post(server["base"] + "/api/predict", files={"image": ("scene.tif", tif, "image/tiff")},
                    data={"model": "tiny", "output": "label"}, timeout=120)
     with rasterio.io.MemoryFile(r.content) as f, f.open() as src:

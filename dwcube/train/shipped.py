@@ -82,6 +82,10 @@ IMPUTER_SOURCES = ("eolearn", "t33uuu", "sahara", "bouconne")
 #: Sources whose training-side windows paint the collages.
 TEXTURE_SOURCES = ("t33uuu", "eolearn", "bouconne", "t29unu", "sahara")
 SPLIT_SEED = 0
+#: The band imputer the shipped weights' imputed teachers were computed with (``prepare`` uses
+#: it unless the cache holds another), so that the teachers and the model card's figures
+#: can be recomputed: its fit is not bit-reproducible across thread counts.
+SHIPPED_IMPUTER = Path(__file__).resolve().parent.parent / "models" / "weights" / "band-imputer.pt"
 #: Training / validation patches per source (96² px, class-balanced anchors on the training side).
 COUNTS: dict[str, tuple[int, int]] = {
     "t33uuu": (1800, 200), "t29unu": (1200, 150), "sahara": (300, 40), "bouconne": (500, 60), "eolearn": (150, 30),
@@ -286,6 +290,8 @@ def prepare(shared: Path, cache: Path, *, weights: Path | None = None, log: Any 
     t0 = time.monotonic()
     sources = C.all_sources(shared, names=SOURCES)
     imp_path = cache / "imputer.pt"
+    if not imp_path.is_file() and SHIPPED_IMPUTER.is_file():
+        imp_path.write_bytes(SHIPPED_IMPUTER.read_bytes())
     if not imp_path.is_file():
         imp_path.write_bytes(_fit_imputer(sources).to_bytes())
         log(f"imputer fitted ({time.monotonic() - t0:.0f} s)")
