@@ -334,8 +334,8 @@ def test_dates_that_failed_reads_left_incomplete_are_rewritten_once_they_read(tm
         with Catalogue(clean_items, tmp_path).serving(3) as api:
             _create(tmp_path / "clean.zarr", api)
     a, b = open_archive(store).load(), open_archive(tmp_path / "clean.zarr").load()
-    for name in ("probability", "label", "margin"):
-        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    for name in ("probability", "label", "margin"):  # date 1 was rewritten by another process
+        _assert_equal_to_precision(a[name].values, b[name].values, name)
     assert check_archive(store).ok
 
 
