@@ -485,6 +485,20 @@ def _accuracy_command(args: argparse.Namespace) -> int:
 WEIGHTS_SEARCH = "$DWCUBE_WEIGHTS, $DWCUBE_SHARED/dynamicworld or ../shared/dynamicworld, then the user cache"
 
 
+def _add_read_options(p: argparse.ArgumentParser) -> None:
+    """The asset-read options that ``load`` and ``classify`` share."""
+    p.add_argument("--on-error", choices=["raise", "nan"], default="raise",
+                   help="an unreadable asset: raise (default) or read it as NaN and list it in the attributes")
+    p.add_argument("--gdal-env", type=_key_value, action="append", metavar="KEY=VALUE",
+                   help="a GDAL setting for reading the assets (repeatable), e.g. AWS_REQUEST_PAYER=requester")
+    p.add_argument("--read-retries", type=_read_retries, default=DEFAULT_READ_RETRIES, metavar="N",
+                   help="extra attempts for an asset read that fails (HTTP error, body cut short, truncated "
+                        "file), 0-20 (default 2); what still fails raises, or is NaN with --on-error nan")
+    p.add_argument("--max-pixels", type=_max_pixels, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse output grids of more than N px per date, a guard against a mistyped --bbox "
+                        "or --resolution (default 4e9; 'none' for no limit)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dwcube`` argument parser (every option has a help text).
 
@@ -534,19 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a: create or append/resume (default); w-: create only; w: replace")
     cl.add_argument("--precision", choices=["uint16", "uint8", "float32"], help="stored probabilities (new archives)")
     cl.add_argument("--archive-chunk", type=_positive_int, help="archive chunk size in pixels (new archives; default 512)")
-    cl.add_argument("--dem", help="elevation for models that use it (unet): a raster file, or a STAC catalogue "
+    cl.add_argument("--dem", help="elevation for models trained with one (a U-Net trained with --dem): a raster file, or a STAC catalogue "
                                   "with cop-dem-glo-30 tiles")
     cl.add_argument("--no-cloud-mask", action="store_true", help="do not mask clouds (L1C is masked by default)")
-    cl.add_argument("--on-error", choices=["raise", "nan"], default="raise",
-                    help="an unreadable asset: raise (default) or read it as NaN and list it in the attributes")
-    cl.add_argument("--gdal-env", type=_key_value, action="append", metavar="KEY=VALUE",
-                    help="a GDAL setting for reading the assets (repeatable), e.g. AWS_REQUEST_PAYER=requester")
-    cl.add_argument("--read-retries", type=_read_retries, default=DEFAULT_READ_RETRIES, metavar="N",
-                    help="extra attempts for an asset read that fails (HTTP error, body cut short, truncated "
-                         "file), 0-20 (default 2); what still fails raises, or is NaN with --on-error nan")
-    cl.add_argument("--max-pixels", type=_max_pixels, default=DEFAULT_MAX_PIXELS, metavar="N",
-                    help="refuse output grids of more than N px per date, a guard against a mistyped --bbox "
-                         "or --resolution (default 4e9; 'none' for no limit)")
+    _add_read_options(cl)
     cl.add_argument("--no-scale-check", action="store_true",
                     help="do not check that the model's band inputs are reflectance 0-1 (by default digital "
                          "numbers are refused and values 10000 times too small warned about)")
@@ -617,16 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--loader", choices=["odc-stac", "stackstac"], default="odc-stac", help="reader (default odc-stac)")
     ld.add_argument("--no-cloud-mask", action="store_true",
                     help="do not mask clouds on L1C (masked by default with Dynamic World's recipe)")
-    ld.add_argument("--on-error", choices=["raise", "nan"], default="raise",
-                    help="an unreadable asset: raise (default) or read it as NaN and list it in the attributes")
-    ld.add_argument("--gdal-env", type=_key_value, action="append", metavar="KEY=VALUE",
-                    help="a GDAL setting for reading the assets (repeatable), e.g. AWS_REQUEST_PAYER=requester")
-    ld.add_argument("--read-retries", type=_read_retries, default=DEFAULT_READ_RETRIES, metavar="N",
-                    help="extra attempts for an asset read that fails (HTTP error, body cut short, truncated "
-                         "file), 0-20 (default 2); what still fails raises, or is NaN with --on-error nan")
-    ld.add_argument("--max-pixels", type=_max_pixels, default=DEFAULT_MAX_PIXELS, metavar="N",
-                    help="refuse output grids of more than N px per date, a guard against a mistyped --bbox "
-                         "or --resolution (default 4e9; 'none' for no limit)")
+    _add_read_options(ld)
     ld.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     wt = sub.add_parser("weights", help="list, fetch or verify model weights")
