@@ -23,7 +23,7 @@ $(VENV)/.installed-core: $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed-core
-	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[test]"
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[test,onnx]"
 	touch $@
 
 # The browser tests of `dwcube serve` drive Debian's chromium with Playwright (no browser

@@ -72,6 +72,8 @@ __all__ = [
     "clear_model_cache",
     "predict_block",
     "COMPILE_AUTO_MIN_PIXELS",
+    "BACKENDS",
+    "resolve_backend",
 ]
 
 #: ``compile="auto"`` compiles on CPU when the job has at least this many pixel-dates
@@ -101,6 +103,11 @@ class ModelRunner:
         Tile core size (pixels) and tiles per forward pass.
     fill_value
         Normalised input value given to the network at no-data pixels.
+    backend
+        What runs the network on CPU workers: ``"torch"`` (eager, or compiled with
+        ``compile``) or ``"onnxruntime"`` (:class:`~dwcube.models.onnx_backend.OnnxRuntimeModule`,
+        the optional ``dwcube[onnx]`` extra; ``compile`` is then ignored).  GPU workers
+        always run PyTorch.
 
     Examples
     --------
@@ -117,10 +124,12 @@ class ModelRunner:
     tile: int = 512
     batch_size: int = 4
     fill_value: float = 0.0
+    backend: Literal["torch", "onnxruntime"] = "torch"
 
     def key(self) -> tuple[Any, ...]:
         """The per-process cache key of the built network."""
-        return (self.entry.name, self.entry.version, self.weights_root, self.device, self.options, self.compile)
+        return (self.entry.name, self.entry.version, self.weights_root, self.device, self.options, self.compile,
+                self.backend)
 
 
 _CACHE: dict[tuple[Any, ...], tuple[torch.nn.Module, torch.device]] = {}
@@ -159,8 +168,13 @@ def cached_model(runner: ModelRunner) -> tuple[torch.nn.Module, torch.device]:
                     f"(host {os.uname().nodename}); put the weights at the same path on every worker "
                     "or set DWCUBE_WEIGHTS there")
             module = runner.entry.build(root, **dict(runner.options))
-            compile_ = runner.compile and device.type == "cpu"
-            module = _runtime.prepare(module, device, channels_last=True, compile=compile_)
+            if runner.backend == "onnxruntime" and device.type == "cpu":
+                from .models.onnx_backend import OnnxRuntimeModule
+
+                module = OnnxRuntimeModule(_runtime.prepare(module, device, channels_last=False))
+            else:
+                compile_ = runner.compile and device.type == "cpu"
+                module = _runtime.prepare(module, device, channels_last=True, compile=compile_)
             hit = (module, device)
             _CACHE[key] = hit
     return hit
@@ -173,7 +187,7 @@ _COMPILE_LOCK = threading.Lock()
 def _forward(module: torch.nn.Module, xt: torch.Tensor, runner: ModelRunner, device: torch.device) -> torch.Tensor:
     """``module(xt)``; with a compiled network, the first call per input shape (which compiles)
     runs alone, so concurrent tasks of a worker wait for it instead of compiling it again."""
-    if not (runner.compile and device.type == "cpu"):
+    if not (runner.compile and device.type == "cpu") and runner.backend == "torch":
         return module(xt)
     signature = (runner.key(), tuple(xt.shape))
     if signature in _COMPILED_SHAPES:
@@ -339,7 +353,8 @@ def _build_options_json(entry: _registry.ModelEntry, options: dict[str, Any]) ->
 
 
 def _classify_parameters(entry: _registry.ModelEntry, weights: Any, device: str, dem: xr.Dataset | None, tile: int,
-                         batch_size: int, compile: Any, fill_value: float, options: dict[str, Any]) -> str:
+                         batch_size: int, compile: Any, fill_value: float, options: dict[str, Any],
+                         backend: str = "auto") -> str:
     """This call's arguments as JSON (archives keep them, so that :mod:`dwcube.jobs` classifies
     new dates the same way): the model's reference (:func:`~dwcube.models.registry.model_reference`),
     the weights path, the DEM's source and the tiling."""
@@ -353,8 +368,44 @@ def _classify_parameters(entry: _registry.ModelEntry, weights: Any, device: str,
         "weights": None if weights is None else os.path.abspath(os.fspath(weights)),
         "device": device, "tile": tile, "batch_size": batch_size, "compile": compile,
         "fill_value": float(fill_value), "options": options,
-        "dem": source,
+        "dem": source, "backend": backend,
     }, default=str)
+
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def resolve_backend(backend: str, *, device: str, compile: bool) -> Literal["torch", "onnxruntime"]:
+    """The back-end a :func:`classify` call runs its network with.
+
+    ``"auto"`` picks ONNX Runtime for CPU jobs large enough to be compiled (where it
+    is the fastest measured back-end, ``benchmarks/README.md``) when the ``dwcube[onnx]``
+    extra is installed, and PyTorch otherwise (small jobs: no export cost; GPUs).
+
+    Raises
+    ------
+    ValueError
+        For a back-end name that is not one of :data:`BACKENDS`.
+    ImportError
+        For ``"onnxruntime"`` without the optional packages (with the install command).
+
+    Examples
+    --------
+    >>> resolve_backend("torch", device="cpu", compile=True)
+    'torch'
+    >>> resolve_backend("auto", device="cpu", compile=False)
+    'torch'
+    """
+    from .models.onnx_backend import onnxruntime_available, require_onnxruntime
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {', '.join(map(repr, BACKENDS))}")
+    if backend == "onnxruntime":
+        require_onnxruntime()
+        return "onnxruntime"
+    if backend == "auto" and compile and device in ("cpu", "auto") and onnxruntime_available():
+        return "onnxruntime"
+    return "torch"
 
 
 def _resolve_entry(model: str | _registry.ModelEntry) -> _registry.ModelEntry:
@@ -374,6 +425,7 @@ def classify(
     fill_value: float = 0.0,
     options: dict[str, Any] | None = None,
     check_scale: bool = True,
+    backend: Literal["auto", "torch", "onnxruntime"] = "auto",
 ) -> xr.DataArray:
     """Per-class probabilities of a reflectance cube, lazily, chunk by chunk.
 
@@ -409,6 +461,11 @@ def classify(
         integer bands are refused at once, digital numbers when a block is computed, values
         10000 times too small are warned about); ``False`` turns the check off, for inputs
         on another scale on purpose.  Recorded in ``attrs["input_scale_check"]``.
+    backend
+        What runs the network on CPU workers (:func:`resolve_backend`): ``"torch"``,
+        ``"onnxruntime"`` (needs ``pip install 'dwcube[onnx]'``) or ``"auto"``: ONNX
+        Runtime where ``compile`` resolves to true and the extra is installed, else
+        PyTorch.  Recorded in ``attrs["inference_backend"]``.
 
     Notes
     -----
@@ -418,7 +475,7 @@ def classify(
     of a model change its output, so all of them count), ``inference_fill_value``, the
     model's inputs and their normalisation, and the cube's loading provenance (sensor,
     radiometry, masks, cloud mask, harmonisation, resampling, grouping).  ``tile``,
-    ``batch_size``, ``compile`` and ``device`` are recorded only as information: they
+    ``batch_size``, ``compile``, ``backend`` and ``device`` are recorded only as information: they
     change results at float32 noise at most, so archives accept dates computed with
     different values of them.
 
@@ -467,8 +524,9 @@ def classify(
                          f"got {inputs.sizes[ydim]} × {inputs.sizes[xdim]}")
     n_pixels = inputs.sizes["time"] * inputs.sizes[ydim] * inputs.sizes[xdim]
     do_compile = bool(n_pixels >= COMPILE_AUTO_MIN_PIXELS) if compile == "auto" else bool(compile)
+    chosen = resolve_backend(backend, device=device, compile=do_compile)
     runner = ModelRunner(entry, str(root) if root is not None else None, device,
-                         tuple(sorted(options.items())), do_compile, tile, batch_size, float(fill_value))
+                         tuple(sorted(options.items())), do_compile, tile, batch_size, float(fill_value), chosen)
 
     data = inputs.data if isinstance(inputs.data, da.Array) else da.from_array(inputs.data, chunks=(1, -1, -1, -1))
     data = data.astype(np.float32, copy=False)
@@ -497,12 +555,13 @@ def classify(
         "model_alignment": entry.alignment,
         "inference_tile": tile,
         "inference_fill_value": float(fill_value),
+        "inference_backend": chosen,
         "input_scale_check": inputs.attrs.get("scale_check", "off"),
         "long_name": "land-cover class probability",
         "units": "1",
     })
     attrs["classify_parameters"] = _classify_parameters(entry, weights, device, dem, tile, batch_size, compile,
-                                                         fill_value, options)
+                                                         fill_value, options, backend)
     for key in ("sensor", "product_level", "radiometry", "corrections", "mask", "cloud_mask", "harmonization",
                 "resampling", "groupby", "out_of_domain", "load_parameters", "load_id", "failed_assets"):
         if key in inputs.attrs or key in cube.attrs:
