@@ -116,6 +116,7 @@ class OnnxRuntimeModule(nn.Module):
                 with warnings.catch_warnings(), torch.no_grad():
                     warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
                     torch.onnx.export(self.module, (example,), buffer, dynamo=False, opset_version=17,
+                                      do_constant_folding=False,  # ONNX Runtime folds them; 7× faster export
                                       input_names=["x"], output_names=["y"])
                 options = self._ort.SessionOptions()
                 options.intra_op_num_threads = self.threads
