@@ -90,3 +90,13 @@ def test_missing_onnxruntime_is_a_clear_error_and_auto_falls_back(monkeypatch: p
 def test_unknown_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="backend='tensorrt' is not one of"):
         I.classify(synthetic_cube(size=16, dates=1), TINY_MODEL, device="cpu", backend="tensorrt")
+
+
+def test_shipped_unet_under_onnxruntime_equals_torch_through_classify() -> None:
+    _needs_ort()
+    cube = synthetic_cube((72, 80), 1, bands=("blue", "green", "red", "nir08", "swir16", "swir22"), seed=2,
+                          nodata_fraction=0.05)
+    want = I.classify(cube, "unet", device="cpu", backend="torch", compile=False).values
+    got = I.classify(cube, "unet", device="cpu", backend="onnxruntime").values
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
