@@ -161,6 +161,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--backends", nargs="+", default=["tf", "torch", "ort"])
     p.add_argument("--classify", type=int, default=0, help="also time classify's tiling on one N² chunk")
+    p.add_argument("--classify-backends", nargs="+", default=["ort"], choices=["ort", "torch"],
+                   help="back-ends whose classify tiling is timed (each holds a whole-image worker too)")
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--weights", default=str(REPO.parent / "shared" / "dynamicworld"))
@@ -184,7 +186,7 @@ def main() -> None:
                 continue
             jobs.append((b, a.size, b, ""))
         if a.classify:
-            for b in ("ort", "torch"):
+            for b in a.classify_backends:
                 if b in a.backends:
                     jobs.append((f"{b} whole {a.classify}²", a.classify, b, ""))
                     jobs.append((f"{b} classify {a.classify}² (tile {a.tile}, batch {a.batch})", a.classify,

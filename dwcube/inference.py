@@ -378,9 +378,10 @@ BACKENDS = ("auto", "torch", "onnxruntime")
 def resolve_backend(backend: str, *, device: str, compile: bool) -> Literal["torch", "onnxruntime"]:
     """The back-end a :func:`classify` call runs its network with.
 
-    ``"auto"`` picks ONNX Runtime for CPU jobs large enough to be compiled (where it
-    is the fastest measured back-end, ``benchmarks/README.md``) when the ``dwcube[onnx]``
-    extra is installed, and PyTorch otherwise (small jobs: no export cost; GPUs).
+    ``"auto"`` is the fastest back-end measured on the project's 2-core machine
+    (``benchmarks/bench_backends.py``, ``benchmarks/README.md``): PyTorch, compiled for
+    large jobs, which ran Dynamic World ~3× faster than ONNX Runtime 1.32 in paired
+    rounds; ``"onnxruntime"`` stays an option (``dwcube[onnx]``).
 
     Raises
     ------
@@ -393,17 +394,15 @@ def resolve_backend(backend: str, *, device: str, compile: bool) -> Literal["tor
     --------
     >>> resolve_backend("torch", device="cpu", compile=True)
     'torch'
-    >>> resolve_backend("auto", device="cpu", compile=False)
+    >>> resolve_backend("auto", device="cpu", compile=True)
     'torch'
     """
-    from .models.onnx_backend import onnxruntime_available, require_onnxruntime
+    from .models.onnx_backend import require_onnxruntime
 
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {', '.join(map(repr, BACKENDS))}")
     if backend == "onnxruntime":
         require_onnxruntime()
-        return "onnxruntime"
-    if backend == "auto" and compile and device in ("cpu", "auto") and onnxruntime_available():
         return "onnxruntime"
     return "torch"
 
@@ -463,9 +462,8 @@ def classify(
         on another scale on purpose.  Recorded in ``attrs["input_scale_check"]``.
     backend
         What runs the network on CPU workers (:func:`resolve_backend`): ``"torch"``,
-        ``"onnxruntime"`` (needs ``pip install 'dwcube[onnx]'``) or ``"auto"``: ONNX
-        Runtime where ``compile`` resolves to true and the extra is installed, else
-        PyTorch.  Recorded in ``attrs["inference_backend"]``.
+        ``"onnxruntime"`` (needs ``pip install 'dwcube[onnx]'``) or ``"auto"``: the
+        measured CPU default (today PyTorch).  Recorded in ``attrs["inference_backend"]``.
 
     Notes
     -----

@@ -78,7 +78,7 @@ def test_runner_with_a_backend_pickles_and_has_its_own_cache_entry() -> None:
     assert a.key() != b.key()
 
 
-def test_missing_onnxruntime_is_a_clear_error_and_auto_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_onnxruntime_is_a_clear_error_and_the_default_needs_no_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what `import onnxruntime` sees when it is absent
     cube = synthetic_cube(size=16, dates=1)
     with pytest.raises(ImportError, match=r"pip install 'dwcube\[onnx\]'"):
