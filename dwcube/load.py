@@ -250,7 +250,7 @@ def load(
         ``"fast"`` (:data:`DEFAULT_CLOUD_MASK_MODE`): s2cloudless on a 40 m grid, refined at
         10 m near the 0.65 threshold — on every real L1C scene measured ≥ 99.96 % of pixels
         decided as with ``"exact"`` (Earth Engine's per-pixel product) at a fraction of
-        its cost, where the exact mask cost 3–4 times Dynamic World itself
+        its cost (2.6× faster), where the exact mask cost 2–6 times Dynamic World itself
         (benchmarks/README.md, ``bench_clouds.py``).  The mask is computed on each date's
         merged cube.
     on_error
