@@ -302,7 +302,7 @@ def _classify_command(args: argparse.Namespace) -> int:
             resolution=args.resolution or spec.resolution, crs=args.crs, chunks=args.chunks,
             resampling=spec.resampling or "bilinear", on_error=args.on_error, gdal_env=dict(args.gdal_env or []),
             read_retries=args.read_retries, max_pixels=args.max_pixels,
-            **({"cloud_mask": False} if args.no_cloud_mask else {}),
+            cloud_mask=_cloud_mask_arg(args),
         )
         print(f"cube: {cube.sizes['time']} date(s), {cube.sizes[cube.odc.spatial_dims[0]]} × "
               f"{cube.sizes[cube.odc.spatial_dims[1]]} px, {cube.attrs.get('sensor')}", flush=True)
@@ -485,6 +485,19 @@ def _accuracy_command(args: argparse.Namespace) -> int:
 WEIGHTS_SEARCH = "$DWCUBE_WEIGHTS, $DWCUBE_SHARED/dynamicworld or ../shared/dynamicworld, then the user cache"
 
 
+def _add_cloud_mask_mode(p: argparse.ArgumentParser) -> None:
+    """``--cloud-mask-mode``, shared by ``load`` and ``classify``."""
+    p.add_argument("--cloud-mask-mode", choices=["fast", "exact"], default="fast",
+                   help="how the L1C cloud mask evaluates s2cloudless: fast (default) on a 40 m grid, at 10 m only "
+                        "near the 0.65 threshold (>= 99.9 %% of pixels as exact, several times faster); exact on "
+                        "every 10 m pixel, as Earth Engine's cloud-probability product")
+
+
+def _cloud_mask_arg(args: argparse.Namespace) -> bool | str:
+    """What ``load(cloud_mask=...)`` gets from ``--no-cloud-mask`` and ``--cloud-mask-mode``."""
+    return False if args.no_cloud_mask else args.cloud_mask_mode
+
+
 def _add_read_options(p: argparse.ArgumentParser) -> None:
     """The asset-read options that ``load`` and ``classify`` share."""
     p.add_argument("--on-error", choices=["raise", "nan"], default="raise",
@@ -551,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--dem", help="elevation for models trained with one (a U-Net trained with --dem): a raster file, or a STAC catalogue "
                                   "with cop-dem-glo-30 tiles")
     cl.add_argument("--no-cloud-mask", action="store_true", help="do not mask clouds (L1C is masked by default)")
+    _add_cloud_mask_mode(cl)
     _add_read_options(cl)
     cl.add_argument("--no-scale-check", action="store_true",
                     help="do not check that the model's band inputs are reflectance 0-1 (by default digital "
@@ -622,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--loader", choices=["odc-stac", "stackstac"], default="odc-stac", help="reader (default odc-stac)")
     ld.add_argument("--no-cloud-mask", action="store_true",
                     help="do not mask clouds on L1C (masked by default with Dynamic World's recipe)")
+    _add_cloud_mask_mode(ld)
     _add_read_options(ld)
     ld.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -695,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bands=args.bands, resolution=args.resolution, crs=args.crs, chunks=args.chunks,
                 loader=args.loader, on_error=args.on_error, gdal_env=dict(args.gdal_env or []),
                 read_retries=args.read_retries, max_pixels=args.max_pixels,
-                **({"cloud_mask": False} if args.no_cloud_mask else {}),
+                cloud_mask=_cloud_mask_arg(args),
             )
             write = ds.to_zarr(args.out, mode="w-", zarr_format=3, consolidated=False, compute=False)
             compute_with_progress(write, progress=not args.no_progress, label="loading and writing")

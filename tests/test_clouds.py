@@ -111,7 +111,8 @@ def test_load_masks_l1c_by_default(eolearn: dict) -> None:
     masked = _load(eolearn, bands=["red", "nir"])
     assert list(masked.data_vars) == ["red", "nir"]  # the bands the mask needed are not kept
     assert "dynamic-world cloud/shadow mask" in masked.attrs["cloud_mask"]
-    m = C.cloud_mask(_load(eolearn, cloud_mask=False)).mask.values
+    assert "mode=fast" in masked.attrs["cloud_mask"]  # load's default mode (dwcube.load.DEFAULT_CLOUD_MASK_MODE)
+    m = C.cloud_mask(_load(eolearn, cloud_mask=False), C.CloudMaskParams(mode="fast")).mask.values
     red = masked.red.values
     assert np.isnan(red[m]).all() and np.array_equal(red[~m], raw.red.values[~m])
 
