@@ -316,9 +316,11 @@ def _classify_command(args: argparse.Namespace) -> int:
         enc = None  # an existing archive keeps its encoding; a new one gets the default
         if args.precision or args.archive_chunk:
             enc = ArchiveEncoding(precision=args.precision or "uint16", chunk=args.archive_chunk or 512)
-        report = write_archive(prob, args.out, mode=args.mode, encoding=enc, progress=not args.no_progress)
+        report = write_archive(prob, args.out, mode=args.mode, encoding=enc, progress=not args.no_progress,
+                               quicklook=cube if args.quicklook else None)
     print(f"{args.out}: wrote {len(report.written)} date(s), skipped {len(report.skipped)} already stored"
-          + (f", resumed {report.blocks_resumed} finished block(s)" if report.blocks_resumed else ""))
+          + (f", resumed {report.blocks_resumed} finished block(s)" if report.blocks_resumed else "")
+          + (f", RGB quicklook of {len(report.quicklook)} date(s)" if args.quicklook else ""))
     if args.map:
         from .archive import open_archive
         from .plot import label_maps
@@ -556,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="do not check that the model's band inputs are reflectance 0-1 (by default digital "
                          "numbers are refused and values 10000 times too small warned about)")
     cl.add_argument("--map", help="also draw the labels to this PNG file")
+    cl.add_argument("--quicklook", action="store_true",
+                    help="also keep a small uint8 RGB quicklook of each date in the archive (the image "
+                         "dwcube serve shows behind each date)")
     cl.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     ar = sub.add_parser("archive", help="inspect a probability archive")
