@@ -667,6 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--weights", help="weights folder of the prediction models (default: the usual search)")
     sv.add_argument("--predict-idle", type=_positive_float, default=300.0,
                     help="seconds without a prediction after which its network is freed (default 300)")
+    sv.add_argument("--allow-assets", action="append", default=[], metavar="PREFIX",
+                    help="a URL prefix (https://host/path/) or local folder whose files POST /api/predict may read "
+                         "as a posted STAC item's assets (repeatable; default: none, items are refused)")
 
     from .train import cli as train_cli
 
@@ -727,7 +730,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "serve":
             from .serve import serve
 
-            serve(args.stores, host=args.host, port=args.port, weights=args.weights, predict_idle=args.predict_idle)
+            serve(args.stores, host=args.host, port=args.port, weights=args.weights, predict_idle=args.predict_idle,
+                  asset_roots=args.allow_assets)
     except Exception as exc:  # a clear one-line error for the shell, the traceback for --debug users
         print(f"dwcube {args.command}: error: {type(exc).__name__}: {cli_words(str(exc))}", file=sys.stderr)
         return 1
