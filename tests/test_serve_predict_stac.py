@@ -160,3 +160,11 @@ def test_local_roots_resolve_links_and_dots(tmp_path: Path) -> None:
     assert not asset_allowed("http://127.0.0.1:80/inside/a.tif", ["http://127.0.0.1:81/inside/"])
     assert not asset_allowed("http://127.0.0.1/inside-x/a.tif", ["http://127.0.0.1/inside"])
     assert not asset_allowed("http://u@127.0.0.1/inside/a.tif", ["http://127.0.0.1/inside"])
+
+
+def test_dwcube_serve_takes_allow_assets_roots() -> None:
+    from dwcube.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "a.zarr", "--allow-assets", "https://h/s2/", "--allow-assets", "/srv"])
+    assert args.allow_assets == ["https://h/s2/", "/srv"]
+    assert build_parser().parse_args(["serve", "a.zarr"]).allow_assets == []
