@@ -5,7 +5,8 @@ without ``.zarr``); a request names an archive only by that name, never by a pat
 paths holding ``..``, ``.``, empty segments, backslashes or encoded slashes, and query values
 that look like file paths, are refused with 400 before any route runs.  Errors are JSON
 ``{"detail": "..."}`` with a 4xx status: 400 malformed input, 404 unknown archive, layer,
-date or a point/tile outside the archive, 413 an upload over the limits.
+date or a point/tile outside the archive, 403 a posted STAC item whose assets lie outside the
+server's ``asset_roots`` (``dwcube serve --allow-assets``), 413 an upload over the limits.
 
 The prediction service keeps the networks it built in memory while it is used and frees them
 (:func:`dwcube.inference.clear_model_cache`) after ``predict_idle`` seconds without a request:
