@@ -276,6 +276,8 @@ class ArchiveWrite:
         Block-write tasks run, and blocks found already done by an interrupted write.
     partials_removed
         Temporary ``*.partial`` files of an interrupted write that were removed.
+    quicklook
+        Dates whose RGB quicklook this call wrote (``write_archive(..., quicklook=cube)``).
     """
 
     store: str
@@ -284,6 +286,7 @@ class ArchiveWrite:
     blocks: int = 0
     blocks_resumed: int = 0
     partials_removed: int = 0
+    quicklook: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -978,6 +981,7 @@ def write_archive(
     wait: float = 0.0,
     group: str | None = None,
     replace: bool = False,
+    quicklook: xr.Dataset | None = None,
 ) -> ArchiveWrite:
     """Compute a probability cube and store it (with its label and confidence) in a Zarr archive.
 
@@ -1014,6 +1018,12 @@ def write_archive(
         Rewrite dates the archive already holds (every date of the cube must be stored,
         with the same item ids) in place, e.g. dates that failed reads left incomplete;
         resumable like an append.  Readers see those dates while they are rewritten.
+    quicklook
+        The reflectance cube the probabilities came from (same grid): also keep a small
+        uint8 RGB quicklook of each archive date (:func:`dwcube.serve.quicklook.write_quicklook`,
+        the image ``dwcube serve`` shows behind each date), in the same job and under the
+        same lock, for the archive's dates the quicklook lacks (an append or resume adds
+        exactly the dates the archive gained).  Not with ``group=``.
 
     Returns
     -------
@@ -1063,6 +1073,15 @@ def write_archive(
     gpath = _group_path(path, group)
     if group is not None and mode != "a":
         raise ArchiveError(f"a model version (group={group!r}) is written with mode='a' only, got mode={mode!r}")
+    if quicklook is not None:
+        if group is not None:
+            raise ArchiveError("the RGB quicklook belongs to the archive itself; write it with the archive's own "
+                               "version (no group=)")
+        if not _is_local(path):
+            raise ArchiveError(f"{path}: the RGB quicklook is written to local archives only")
+        if quicklook.odc.geobox != probability.odc.geobox:
+            raise ArchiveMismatchError(f"quicklook= must be the reflectance cube the probabilities came from; its grid "
+                                       f"{quicklook.odc.geobox} is not theirs {probability.odc.geobox}")
     with _write_lock(path, wait):
         if group is not None:
             _archive_group(path)  # the archive must exist before it holds another version
@@ -1075,7 +1094,19 @@ def write_archive(
                                is_version=group is not None)
         if group is not None and (report.written or report.blocks):
             _consolidate(path)  # the store's view of its versions (xr.open_zarr(store, group=...))
+        if quicklook is not None:
+            report.quicklook = _write_archive_quicklook(quicklook, path)
         return report
+
+
+def _write_archive_quicklook(cube: xr.Dataset, path: str) -> list[str]:
+    """The quicklook of the archive's dates that ``cube`` holds and the quicklook lacks (caller holds the lock)."""
+    from .serve.quicklook import write_quicklook
+
+    stored = set(np.asarray(open_archive(path)["time"].values, dtype="datetime64[ns]").tolist())
+    times = np.asarray(cube["time"].values, dtype="datetime64[ns]")
+    keep = [i for i, t in enumerate(times) if t.tolist() in stored]
+    return write_quicklook(cube.isel(time=keep), path) if keep else []
 
 
 def _root_encoding(path: str) -> ArchiveEncoding | None:

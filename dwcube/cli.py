@@ -316,9 +316,11 @@ def _classify_command(args: argparse.Namespace) -> int:
         enc = None  # an existing archive keeps its encoding; a new one gets the default
         if args.precision or args.archive_chunk:
             enc = ArchiveEncoding(precision=args.precision or "uint16", chunk=args.archive_chunk or 512)
-        report = write_archive(prob, args.out, mode=args.mode, encoding=enc, progress=not args.no_progress)
+        report = write_archive(prob, args.out, mode=args.mode, encoding=enc, progress=not args.no_progress,
+                               quicklook=cube if args.quicklook else None)
     print(f"{args.out}: wrote {len(report.written)} date(s), skipped {len(report.skipped)} already stored"
-          + (f", resumed {report.blocks_resumed} finished block(s)" if report.blocks_resumed else ""))
+          + (f", resumed {report.blocks_resumed} finished block(s)" if report.blocks_resumed else "")
+          + (f", RGB quicklook of {len(report.quicklook)} date(s)" if args.quicklook else ""))
     if args.map:
         from .archive import open_archive
         from .plot import label_maps
@@ -570,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="do not check that the model's band inputs are reflectance 0-1 (by default digital "
                          "numbers are refused and values 10000 times too small warned about)")
     cl.add_argument("--map", help="also draw the labels to this PNG file")
+    cl.add_argument("--quicklook", action="store_true",
+                    help="also keep a small uint8 RGB quicklook of each date in the archive (the image "
+                         "dwcube serve shows behind each date)")
     cl.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     ar = sub.add_parser("archive", help="inspect a probability archive")
@@ -677,6 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--weights", help="weights folder of the prediction models (default: the usual search)")
     sv.add_argument("--predict-idle", type=_positive_float, default=300.0,
                     help="seconds without a prediction after which its network is freed (default 300)")
+    sv.add_argument("--allow-assets", action="append", default=[], metavar="PREFIX",
+                    help="a URL prefix (https://host/path/) or local folder whose files POST /api/predict may read "
+                         "as a posted STAC item's assets (repeatable; default: none, items are refused)")
 
     from .train import cli as train_cli
 
@@ -737,7 +745,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "serve":
             from .serve import serve
 
-            serve(args.stores, host=args.host, port=args.port, weights=args.weights, predict_idle=args.predict_idle)
+            serve(args.stores, host=args.host, port=args.port, weights=args.weights, predict_idle=args.predict_idle,
+                  asset_roots=args.allow_assets)
     except Exception as exc:  # a clear one-line error for the shell, the traceback for --debug users
         print(f"dwcube {args.command}: error: {type(exc).__name__}: {cli_words(str(exc))}", file=sys.stderr)
         return 1

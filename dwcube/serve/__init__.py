@@ -34,7 +34,7 @@ __all__ = ["app", "serve"]
 
 def app(stores: Sequence[str | os.PathLike[str]], *, models: Mapping[str, Any] | None = None,
         weights: str | os.PathLike[str] | None = None, predict_idle: float = 300.0,
-        max_pixels: int | None = None, max_bytes: int | None = None) -> Any:
+        max_pixels: int | None = None, max_bytes: int | None = None, asset_roots: Sequence[str] = ()) -> Any:
     """The ASGI app (FastAPI) serving archives and the prediction service.
 
     Parameters
@@ -51,6 +51,11 @@ def app(stores: Sequence[str | os.PathLike[str]], *, models: Mapping[str, Any] |
     max_pixels, max_bytes
         Limits of an upload (default :data:`dwcube.serve.predict.MAX_PIXELS` /
         :data:`~dwcube.serve.predict.MAX_BYTES`); beyond them: HTTP 413.
+    asset_roots
+        Where ``POST /api/predict`` may read a posted STAC item's assets: URL prefixes
+        (``https://host/path/``) or local folders (default: nowhere, HTTP 403; see
+        :func:`dwcube.serve.predict.asset_allowed`).  Reading any href a request names would
+        let a client make the server fetch arbitrary URLs or files.
 
     Returns
     -------
@@ -66,7 +71,8 @@ def app(stores: Sequence[str | os.PathLike[str]], *, models: Mapping[str, Any] |
     from .web import create_app
 
     return create_app(stores, models=models, weights=weights, predict_idle=predict_idle,
-                      max_pixels=max_pixels or predict.MAX_PIXELS, max_bytes=max_bytes or predict.MAX_BYTES)
+                      max_pixels=max_pixels or predict.MAX_PIXELS, max_bytes=max_bytes or predict.MAX_BYTES,
+                      asset_roots=asset_roots)
 
 
 def serve(stores: Sequence[str | os.PathLike[str]], *, host: str = "127.0.0.1", port: int = 8000,

@@ -38,8 +38,8 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-__all__ = ["PredictInputError", "PredictTooLargeError", "MAX_PIXELS", "MAX_BYTES", "band_name",
-           "read_geotiff_cube", "predict_cog"]
+__all__ = ["PredictInputError", "PredictTooLargeError", "AssetNotAllowedError", "MAX_PIXELS", "MAX_BYTES",
+           "band_name", "read_geotiff_cube", "asset_allowed", "read_stac_item_cube", "predict_cog"]
 
 #: Largest image (pixels) a prediction request may send.
 MAX_PIXELS = 2048 * 2048
@@ -54,6 +54,14 @@ class PredictInputError(ValueError):
 
 class PredictTooLargeError(ValueError):
     """The uploaded image is larger than the server's limits."""
+
+
+class AssetNotAllowedError(PredictInputError):
+    """A STAC item's asset lies outside the places the server may read (HTTP 403)."""
+
+
+#: Asset roles that are never read for a prediction (dropped from the item before loading).
+UNREAD_ROLES = frozenset({"thumbnail", "overview", "metadata"})
 
 
 def _s2_names() -> dict[str, str]:
@@ -185,6 +193,199 @@ def read_geotiff_cube(data: bytes, *, bands: Sequence[str] | None = None, level:
                       attrs={"sensor": sensor, "product_level": level, "bands": names,
                              "radiometry": (f"uploaded GeoTIFF: (DN + {offset:g}) / {scale:g}" if integer
                                             else "uploaded GeoTIFF: reflectance as stored")})
+
+
+def _href_problem(href: str) -> str | None:
+    from urllib.parse import unquote, urlsplit
+
+    if not isinstance(href, str) or not href:
+        return "an asset has no href"
+    if "\\" in href or "\x00" in href or href.lower().startswith(("/vsi", "vsi")):
+        return f"asset href {href!r} holds a backslash, a NUL byte or a GDAL virtual file system prefix"
+    parts = urlsplit(href)
+    if parts.scheme and parts.scheme not in ("http", "https", "file") and not (len(parts.scheme) == 1 and os.name == "nt"):
+        return f"asset href {href!r} uses the scheme {parts.scheme!r}; the server reads http(s) URLs and local files only"
+    path = parts.path if parts.scheme else href
+    decoded = unquote(unquote(path))
+    if any(seg in ("..", ".") for seg in decoded.replace("\\", "/").split("/")):
+        return f"asset href {href!r} holds '..' or '.' segments (also percent-encoded); give the asset's plain address"
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        return f"asset href {href!r} holds a query, fragment or user name; give the asset's plain address"
+    if not parts.scheme and not os.path.isabs(href):
+        return f"asset href {href!r} is relative; the posted item must give absolute asset hrefs"
+    return None
+
+
+def _local_path(href: str) -> str | None:
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(href)
+    if parts.scheme == "file":
+        return unquote(parts.path)
+    if not parts.scheme:
+        return href
+    return None
+
+
+def asset_allowed(href: str, roots: Sequence[str]) -> bool:
+    """Whether the server may read ``href``: it lies under one of ``roots`` (URL prefixes or local folders).
+
+    A URL is inside a URL root when scheme and host are the same (case-insensitively) and its path
+    continues the root's path at a ``/``; a local file (a path or ``file://`` URL) is inside a
+    folder root when its real path (symbolic links resolved) is inside the folder's real path.
+    Hrefs with ``..`` or ``.`` segments (also percent-encoded), queries, user names, backslashes or
+    GDAL ``/vsi`` prefixes are never allowed.
+
+    Parameters
+    ----------
+    href
+        An asset's address.
+    roots
+        The server's allowed roots (``dwcube serve --allow-assets``); empty: nothing is allowed.
+
+    Examples
+    --------
+    >>> roots = ["https://data.example.org/s2/", "/srv/cogs"]
+    >>> asset_allowed("https://data.example.org/s2/T33/B04.tif", roots)
+    True
+    >>> asset_allowed("https://data.example.org/s2-private/B04.tif", roots)
+    False
+    >>> asset_allowed("https://data.example.org/s2/%2e%2e/secret.tif", roots)
+    False
+    >>> asset_allowed("/srv/cogs/../../etc/passwd", roots), asset_allowed("https://x.org/a.tif", [])
+    (False, False)
+    """
+    from urllib.parse import urlsplit
+
+    if _href_problem(href) is not None:
+        return False
+    local = _local_path(href)
+    for root in roots:
+        root_local = _local_path(root)
+        if local is not None and root_local is not None:
+            real, base = os.path.realpath(local), os.path.realpath(root_local)
+            if os.path.commonpath([real, base]) == base:
+                return True
+        elif local is None and root_local is None:
+            a, b = urlsplit(href), urlsplit(root)
+            if (a.scheme.lower(), a.netloc.lower()) != (b.scheme.lower(), b.netloc.lower()):
+                continue
+            base = b.path if b.path.endswith("/") else b.path + "/"
+            if a.path == b.path or a.path.startswith(base):
+                return True
+    return False
+
+
+def read_stac_item_cube(item: Any, *, asset_roots: Sequence[str], max_pixels: int = MAX_PIXELS,
+                        read_retries: int = 2) -> xr.Dataset:
+    """A one-date reflectance cube of a posted STAC item, read with :func:`dwcube.load` (in memory).
+
+    Only assets under ``asset_roots`` are read (see :func:`asset_allowed`); assets whose roles are
+    all thumbnail, overview or metadata are dropped unread.  The loader's own rules apply: its
+    read retries, its scale check, the sensor's offsets and its cloud masks (scene classification
+    for L2A, the L1C cloud detector for L1C).
+
+    Parameters
+    ----------
+    item
+        The item as parsed JSON (a GeoJSON Feature with ``stac_version`` and ``assets``).
+    asset_roots
+        URL prefixes or local folders the server may read (empty: none).
+    max_pixels
+        Largest image, in pixels (:class:`PredictTooLargeError` beyond it).
+    read_retries
+        As for :func:`dwcube.load`.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``(time, y, x)`` reflectance, one date, computed.
+
+    Raises
+    ------
+    PredictInputError
+        Not a STAC item, no usable bands, an asset that does not read, a href with ``..`` tricks.
+    AssetNotAllowedError
+        An asset outside ``asset_roots`` (or no roots at all).
+    PredictTooLargeError
+        More pixels than ``max_pixels``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from dwcube.testing import synthetic_catalog
+    >>> import json
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     item = json.loads(synthetic_catalog(d, size=32, dates=1).read_text())["features"][0]
+    ...     cube = read_stac_item_cube(item, asset_roots=[d])
+    ...     try:
+    ...         read_stac_item_cube(item, asset_roots=[])
+    ...     except AssetNotAllowedError as exc:
+    ...         message = str(exc)
+    >>> cube.sizes["time"], cube.sizes["y"], "--allow-assets" in message
+    (1, 32, True)
+    """
+    import pystac
+
+    from ..inputs import ReflectanceScaleError
+    from ..load import GridTooLargeError, load
+    from ..reads import AssetError
+    from ..stac import CatalogError, EmptySearchError
+
+    if not (isinstance(item, dict) and item.get("type") == "Feature" and "stac_version" in item
+            and isinstance(item.get("assets"), dict)):
+        raise PredictInputError("the body is not a STAC item: give a GeoJSON Feature with stac_version and assets "
+                                "(one Sentinel-2 scene)")
+    assets: dict[str, Any] = {}
+    outside: list[str] = []
+    for key, asset in item["assets"].items():
+        if not isinstance(asset, dict):
+            raise PredictInputError(f"the item's asset {key!r} is not an object")
+        roles = set(asset.get("roles") or [])
+        if roles and roles <= UNREAD_ROLES:
+            continue
+        href = asset.get("href")
+        problem = _href_problem(href)
+        if problem:
+            raise PredictInputError(problem)
+        if not asset_allowed(href, asset_roots):
+            outside.append(f"{key}: {href}")
+        assets[key] = asset
+    if not asset_roots:
+        raise AssetNotAllowedError("this server reads no STAC assets; start it with dwcube serve --allow-assets PREFIX "
+                                   "(a URL prefix or a local folder; app(..., asset_roots=[...]) in Python), "
+                                   "or upload a GeoTIFF instead")
+    if outside:
+        raise AssetNotAllowedError(f"the item's assets lie outside the places this server reads "
+                                   f"({', '.join(asset_roots)}): {'; '.join(outside[:5])}; serve them from there, "
+                                   "or restart the server with --allow-assets for their location")
+    if not assets:
+        raise PredictInputError("the item has no assets to read (only thumbnails and metadata)")
+    try:
+        parsed = pystac.Item.from_dict({**item, "assets": assets, "links": []}, preserve_dict=False)
+    except Exception as exc:  # pystac raises KeyError, TypeError, STACTypeError… for malformed items
+        raise PredictInputError(f"the body is not a valid STAC item ({type(exc).__name__}: {exc})") from None
+    try:
+        try:  # lazily: the item's bands, grid and masks are resolved, no pixel is read yet
+            cube = load([parsed], read_retries=read_retries, max_pixels=max_pixels, chunks=2048)
+        except AssetError as exc:
+            raise PredictInputError("the item has no usable Sentinel-2 bands: none of its readable assets is a band "
+                                    "of its sensor; name the assets by band (B04 or red…) or give them eo:bands") from None
+        if cube.sizes["time"] != 1:
+            raise PredictInputError(f"the item gave {cube.sizes['time']} dates; post one scene")
+        try:
+            return cube.compute()
+        except AssetError as exc:
+            raise PredictInputError(f"an asset of the item does not read: {exc}") from None
+    except GridTooLargeError as exc:
+        raise PredictTooLargeError(f"the item's image is larger than this server takes: {exc}") from None
+    except ReflectanceScaleError as exc:
+        raise PredictInputError(f"the item's bands are not reflectance: {exc}") from None
+    except (CatalogError, EmptySearchError, KeyError, ValueError) as exc:
+        if isinstance(exc, PredictInputError):
+            raise
+        raise PredictInputError(f"the item has no usable Sentinel-2 bands or does not load "
+                                f"({type(exc).__name__}: {exc})") from None
 
 
 def predict_cog(cube: xr.Dataset, model: Any, *, output: Literal["probability", "label"] = "probability",

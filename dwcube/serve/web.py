@@ -5,7 +5,8 @@ without ``.zarr``); a request names an archive only by that name, never by a pat
 paths holding ``..``, ``.``, empty segments, backslashes or encoded slashes, and query values
 that look like file paths, are refused with 400 before any route runs.  Errors are JSON
 ``{"detail": "..."}`` with a 4xx status: 400 malformed input, 404 unknown archive, layer,
-date or a point/tile outside the archive, 413 an upload over the limits.
+date or a point/tile outside the archive, 403 a posted STAC item whose assets lie outside the
+server's ``asset_roots`` (``dwcube serve --allow-assets``), 413 an upload over the limits.
 
 The prediction service keeps the networks it built in memory while it is used and frees them
 (:func:`dwcube.inference.clear_model_cache`) after ``predict_idle`` seconds without a request:
@@ -200,7 +201,8 @@ def _bad_query(query: str) -> str | None:
 
 def create_app(stores: Sequence[str | os.PathLike[str]], *, models: Mapping[str, Any] | None = None,
                weights: str | os.PathLike[str] | None = None, predict_idle: float = 300.0,
-               max_pixels: int = predict.MAX_PIXELS, max_bytes: int = predict.MAX_BYTES) -> Any:
+               max_pixels: int = predict.MAX_PIXELS, max_bytes: int = predict.MAX_BYTES,
+               asset_roots: Sequence[str] = ()) -> Any:
     """The ASGI app serving ``stores`` (see :func:`dwcube.serve.app`, which documents the parameters)."""
     from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
@@ -255,7 +257,7 @@ def create_app(stores: Sequence[str | os.PathLike[str]], *, models: Mapping[str,
         return handler
 
     for exc_type, status in ((layers.TileOutOfRangeError, 400), (queries.QueryError, 400),
-                             (predict.PredictInputError, 400), (layers.LayerError, 404),
+                             (predict.AssetNotAllowedError, 403), (predict.PredictInputError, 400), (layers.LayerError, 404),
                              (layers.TileOutsideArchiveError, 404), (queries.OutsideArchiveError, 404),
                              (predict.PredictTooLargeError, 413)):
         api.add_exception_handler(exc_type, error(status))
@@ -326,11 +328,32 @@ def create_app(stores: Sequence[str | os.PathLike[str]], *, models: Mapping[str,
     def list_models() -> list[str]:
         return sorted(service.models)
 
-    @api.post("/api/predict", summary="Classify a Sentinel-2 GeoTIFF: the probabilities or the label as a COG",
+    roots = [str(r) for r in asset_roots]
+
+    def _item_json(data: bytes) -> Any:
+        import json
+
+        try:
+            return json.loads(data)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise predict.PredictInputError(f"the item is not JSON ({exc})") from None
+
+    async def _predict_item(item: Any, model: str, output: str) -> Response:
+        if model not in service.models:  # before any asset is read
+            raise predict.PredictInputError(f"unknown model {model!r}; this server predicts with "
+                                            f"{', '.join(sorted(service.models)) or 'no model'}")
+        cube = await asyncio.to_thread(predict.read_stac_item_cube, item, asset_roots=roots, max_pixels=max_pixels)
+        cog = await asyncio.to_thread(service.run, cube, model, output)
+        return Response(cog, media_type="image/tiff",
+                        headers={"Content-Disposition": f'attachment; filename="{output}.tif"'})
+
+    @api.post("/api/predict", summary="Classify a Sentinel-2 GeoTIFF or STAC item: the probabilities or the label as a COG",
               responses={200: {"content": {"image/tiff": {}}}}, response_class=Response)
     async def predict_upload(
         request: Request,
-        image: UploadFile = File(..., description="Sentinel-2 L1C or L2A GeoTIFF, one band per Sentinel-2 band"),
+        image: UploadFile | None = File(None, description="Sentinel-2 L1C or L2A GeoTIFF, one band per Sentinel-2 band"),
+        item: UploadFile | None = File(None, description="or a STAC item (JSON) whose assets lie where the server "
+                                                         "may read (dwcube serve --allow-assets)"),
         model: str = Form(..., description="model name (GET /api/models)"),
         output: str = Form("probability", description="probability (9 float32 bands) or label (uint8, colour table)"),
         bands: str | None = Form(None, description="band names in file order, e.g. B02,B03,B04 (default: descriptions)"),
@@ -341,6 +364,14 @@ def create_app(stores: Sequence[str | os.PathLike[str]], *, models: Mapping[str,
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_bytes + 1_000_000:
             raise predict.PredictTooLargeError(f"the request has {length} bytes, more than the {max_bytes} this server takes")
+        if (image is None) == (item is None):
+            raise predict.PredictInputError("send one input: a GeoTIFF as the image field or a STAC item as the item field")
+        if item is not None:
+            data = await item.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise predict.PredictTooLargeError(f"the item has more than the {max_bytes} bytes this server takes")
+            return await _predict_item(_item_json(data), model, output)
+        assert image is not None
         data = await image.read(max_bytes + 1)
         cube = await asyncio.to_thread(predict.read_geotiff_cube, data, level=level, scale=scale, offset=offset,  # type: ignore[arg-type]
                                        bands=[b for b in bands.split(",") if b] if bands else None,
@@ -348,5 +379,19 @@ def create_app(stores: Sequence[str | os.PathLike[str]], *, models: Mapping[str,
         cog = await asyncio.to_thread(service.run, cube, model, output)
         return Response(cog, media_type="image/tiff",
                         headers={"Content-Disposition": f'attachment; filename="{output}.tif"'})
+
+    @api.post("/api/predict/item", summary="Classify a STAC item (JSON body): the probabilities or the label as a COG",
+              responses={200: {"content": {"image/tiff": {}}}}, response_class=Response)
+    async def predict_item(request: Request) -> Response:
+        """Body: ``{"item": {STAC item}, "model": NAME, "output": "probability" | "label"}``; the item's
+        assets are read only where the server may read (``dwcube serve --allow-assets``)."""
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_bytes:
+            raise predict.PredictTooLargeError(f"the request has {length} bytes, more than the {max_bytes} this server takes")
+        body = _item_json(await request.body())
+        if not isinstance(body, dict) or "item" not in body or "model" not in body:
+            raise predict.PredictInputError('the body must be {"item": {STAC item}, "model": NAME, '
+                                            '"output": "probability" or "label"}')
+        return await _predict_item(body["item"], str(body["model"]), str(body.get("output", "probability")))
 
     return api
