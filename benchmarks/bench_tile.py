@@ -263,6 +263,7 @@ def _offsets(sizes: Sequence[int], chunk: int) -> dict[Any, int]:
     offsets: dict[Any, int] = {"warm-up": 0}
     x = warmup_size(chunk)
     for s in sizes:
+        x = -(-x // chunk) * chunk  # on a chunk boundary: each area has the blocks it would have alone
         offsets[s] = x
         x += s
     return offsets
@@ -270,7 +271,7 @@ def _offsets(sizes: Sequence[int], chunk: int) -> dict[Any, int]:
 
 def _mosaic_size(sizes: Sequence[int], chunk: int) -> tuple[int, int]:
     """(height, width) in 10 m px of the mosaic holding every area and the warm-up's."""
-    return max(*sizes, warmup_size(chunk)), warmup_size(chunk) + sum(sizes)
+    return max(*sizes, warmup_size(chunk)), max(_offsets(sizes, chunk)[s] + s for s in sizes)
 
 
 COPIES = ("job", "read", "mask")
@@ -406,12 +407,12 @@ def main() -> None:
             print(f"{model}: {time.perf_counter() - t:.0f} s (warm-up {results[model]['warmup_s']:.0f} s)",
                   file=sys.stderr, flush=True)
             table += rows(model, results[model], a.sizes)
+            if a.json:  # after each model, so that a long run keeps what it has measured
+                Path(a.json).write_text(json.dumps(results, indent=1))
             if a.verbose:
                 for size, r in results[model]["sizes"].items():
                     top = sorted(r["task_seconds"].items(), key=lambda kv: -kv[1][0])[:10]
                     print(f"  {size}² task seconds by (fused) key prefix: {dict(top)}", file=sys.stderr)
-    if a.json:
-        Path(a.json).write_text(json.dumps(results, indent=1))
     extras = [f"--cloud-mask-mode {a.cloud_mask_mode}"] * bool(a.cloud_mask_mode) + [f"--backend {a.backend}"] * bool(a.backend)
     print_table(
         f"Tile benchmark: real T33UUU L1C scene mirrored (13 bands at 10/20/60 m, COGs over loopback HTTP, rustac "

@@ -59,6 +59,18 @@ def test_options_of_changes_in_flight_are_passed_or_named() -> None:
     assert classify_kw.get("backend") == "onnx" or any("--backend onnx" in n for n in notes)
 
 
+def test_areas_of_the_mosaic_are_disjoint_and_on_chunk_boundaries() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_tile import _mosaic_size, _offsets, warmup_size
+
+    for chunk, sizes in ((128, [256]), (512, [256, 512, 1024]), (512, [300, 700])):
+        offsets = _offsets(sizes, chunk)
+        spans = [(0, warmup_size(chunk))] + [(offsets[s], offsets[s] + s) for s in sizes]
+        assert all(x0 % chunk == 0 for x0, _ in spans), (chunk, spans)
+        assert all(a1 <= b0 for (_, a1), (b0, _) in zip(spans, spans[1:])), spans
+        assert _mosaic_size(sizes, chunk) == (max(*sizes, warmup_size(chunk)), spans[-1][1])
+
+
 def test_one_tiny_job_end_to_end(shared: Path, tmp_path: Path) -> None:
     out = tmp_path / "result.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
