@@ -583,7 +583,9 @@ def update_archive(
                     continue
                 entry, cargs = _entry_and_args(recorded_job(path, _model_of(v)), device=device)
                 prob = _classify(cube.sel(time=want), entry, cargs)
-                rep = write_archive(prob, path, group=v["group"], progress=progress)
+                keeps_quicklook = v["group"] is None and _has_quicklook(path)
+                rep = write_archive(prob, path, group=v["group"], progress=progress,
+                                    quicklook=cube.sel(time=want) if keeps_quicklook else None)
                 vu = _version_report(report, v["key"])
                 vu.written, vu.blocks, vu.blocks_resumed = rep.written, rep.blocks, rep.blocks_resumed
         rewritten: dict[str, list[str]] = {}
@@ -832,6 +834,14 @@ def reprocess(
             update_attrs(path, {_FOLLOWS: True}, group=group)
     return ReprocessReport(store=path, key=key, group=group, written=rep.written, skipped=rep.skipped,
                            blocks=rep.blocks, blocks_resumed=rep.blocks_resumed, complete=mine["complete"])
+
+
+def _has_quicklook(path: str) -> bool:
+    """Whether the archive keeps an RGB quicklook (an update then extends it to the new dates)."""
+    from .archive import _is_local
+    from .serve.quicklook import open_quicklook
+
+    return _is_local(path) and open_quicklook(path) is not None
 
 
 # -- comparing versions -----------------------------------------------------------------------

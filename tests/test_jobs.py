@@ -193,6 +193,24 @@ def test_update_appends_exactly_the_new_items_and_leaves_the_history_byte_identi
     assert check_archive(store).ok
 
 
+def test_an_update_extends_the_quicklook_of_an_archive_that_keeps_one(
+        catalogue: Catalogue, archives: dict[str, Path], tmp_path: Path) -> None:
+    from dwcube.serve.quicklook import open_quicklook, quicklook_rgb, write_quicklook
+
+    store = _copy(archives, "base3", tmp_path)
+    plain = _copy(archives, "base3", tmp_path / "plain")
+    with catalogue.serving(5) as api:
+        cube = dwcube.load(api, collections=["sentinel-2-l2a"], chunks=32)
+        write_quicklook(cube.isel(time=[0, 1, 2]), store)
+        update_archive(store)
+        update_archive(plain)
+    ql, arch = open_quicklook(store), open_archive(store)
+    assert ql is not None
+    np.testing.assert_array_equal(ql["time"].values, arch["time"].values)  # the two new dates too
+    np.testing.assert_array_equal(ql.values, quicklook_rgb(cube).values)
+    assert open_quicklook(plain) is None  # an archive without one does not get one
+
+
 def test_an_archive_whose_load_cannot_be_repeated_is_refused_clearly(tmp_path: Path) -> None:
     cube = T.synthetic_cube(32, 2)  # made in memory: no catalogue
     write_archive(dwcube.classify(cube, T.TINY_MODEL, device="cpu"), tmp_path / "a.zarr")
