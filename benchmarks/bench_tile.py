@@ -14,7 +14,11 @@ reads pixels (GDAL-cached blocks) another job of the same process has read.
 (default cloud mask, ``cloud_mask="auto"``: Dynamic World's recipe with s2cloudless), cropped lazily to
 the area, → ``dwcube.classify(cube, model, device="cpu", compile=COMPILE)`` (tile 512, batch 4:
 classify's defaults) → ``dwcube.write_archive(prob, store)`` (default encoding), with Dask's threaded
-scheduler on ``--threads`` (2) threads, 1 torch thread per Dask thread, ``keep_freed_memory()`` on.
+scheduler on ``--threads`` (2) threads, 1 torch thread per Dask thread, glibc's default allocator settings
+(as dwcube runs; ``--keep-freed-memory`` turns on :func:`dwcube.models.runtime.keep_freed_memory`, which keeps
+the heap at its high-water mark, so that the next job's peak starts from the last one's).  Each area is
+loaded on its own grid (``load(grid=...)``), as a tile is: the data, and the cloud mask's context, end at
+its edges (``--with-context``: cut from the mosaic instead, so that the mask also covers the 5 km around it).
 *job s* runs from the ``load`` call to ``write_archive`` returning; *min/tile-date* scales it to
 10980² px (120.6 Mpx) by area (see *linearity* below).
 
@@ -35,7 +39,8 @@ with overlap, scheduling and archiving cost on top of the network.  *write alone
 of those in-memory probabilities.
 
 Memory: *peak job MB* is the process's RSS high-water (``VmHWM`` in ``/proc/self/status``), reset just
-before the job: the job's own peak (interpreter, torch and the compiled network included).
+before the job: the job's own peak (interpreter, torch and the compiled network included); *RSS before
+MB* is the process's resident size when the job starts (what the warm-up and earlier areas left).
 
 Linearity: the table gives job seconds per Mpx for every area; extrapolating to a full tile is valid
 where seconds/Mpx is flat over the sizes (≥ 3), which the script checks (max/min of s/Mpx over the two
@@ -158,6 +163,24 @@ def _area(cube: Any, size: int, offset: int) -> Any:
     return cube.isel({ydim: slice(0, size), xdim: slice(offset, offset + size)})
 
 
+def load_area(a: argparse.Namespace, api: str, size: int, offset: int, **load_kw: Any) -> Any:
+    """The ``size``² area at column ``offset`` of the mosaic, as ``load`` gives it.
+
+    By default the area is loaded on its own grid (``load(grid=...)``), as a whole tile is: the
+    cloud mask then sees only the area, and the data end at its edges.  With ``--with-context``
+    the mosaic is loaded and the area cut from it lazily, so the mask also reads and classifies
+    the clouds of the 5 km around the area that may shade it (what an area inside a larger scene
+    costs, but not what a tile costs: a tile has no pixels beyond its edges).
+    """
+    import dwcube
+
+    if a.with_context:
+        return _area(dwcube.load(api, collections=["sentinel-2-l1c"], chunks=a.chunk, **load_kw), size, offset)
+    whole = dwcube.load(api, collections=["sentinel-2-l1c"], chunks=a.chunk, cloud_mask=False)
+    grid = whole.odc.geobox[0:size, offset:offset + size]
+    return dwcube.load(api, collections=["sentinel-2-l1c"], chunks=a.chunk, grid=grid, **load_kw)
+
+
 def _job(a: argparse.Namespace, model: str, size: int, offset: int, store: Path,
          times: TaskTimes | None = None) -> dict[str, Any]:
     import dwcube
@@ -165,7 +188,7 @@ def _job(a: argparse.Namespace, model: str, size: int, offset: int, store: Path,
     load_kw, classify_kw, _ = optional_arguments(a.cloud_mask_mode, a.backend)
     weights = a.weights if model == "dynamic-world" else None
     t0 = time.perf_counter()
-    cube = _area(dwcube.load(a.api, collections=["sentinel-2-l1c"], chunks=a.chunk, **load_kw), size, offset)
+    cube = load_area(a, a.api, size, offset, **load_kw)
     prob = dwcube.classify(cube, model, weights=weights, device="cpu", compile=a.compile, **classify_kw)
     t1 = time.perf_counter()
     with times.callback if times is not None else contextlib.nullcontext():
@@ -188,7 +211,8 @@ def worker(a: argparse.Namespace) -> dict[str, Any]:
     from dwcube.models.registry import get_entry
     from dwcube.models.weights import resolve as resolve_weights
 
-    runtime.keep_freed_memory()
+    if a.keep_freed_memory:
+        runtime.keep_freed_memory()
     model = a.models[0]
     work = Path(a.store_dir)
     load_kw, classify_kw, notes = optional_arguments(a.cloud_mask_mode, a.backend)
@@ -215,8 +239,7 @@ def worker(a: argparse.Namespace) -> dict[str, Any]:
             stage_s, inputs = {}, None
             for stage, api, mask_kw in (("read", a.api_read, {"cloud_mask": False}), ("mask", a.api_mask, load_kw)):
                 t = time.perf_counter()
-                c = _area(dwcube.load(api, collections=["sentinel-2-l1c"], chunks=a.chunk, **mask_kw), size,
-                          offsets[size])
+                c = load_area(a, api, size, offsets[size], **mask_kw)
                 inputs = dwcube.model_inputs(c, entry.inputs).compute()
                 stage_s[stage] = time.perf_counter() - t
                 del c
@@ -305,6 +328,7 @@ def _spawn(a: argparse.Namespace, model: str, apis: dict[str, str], work: Path) 
            "--models", model, "--sizes", *map(str, a.sizes), "--chunk", str(a.chunk), "--threads", str(a.threads),
            "--repeats", str(a.repeats), "--weights", str(a.weights)]
     cmd += [] if a.compile else ["--no-compile"]
+    cmd += ["--with-context"] * a.with_context + ["--keep-freed-memory"] * a.keep_freed_memory
     cmd += ["--cloud-mask-mode", a.cloud_mask_mode] if a.cloud_mask_mode else []
     cmd += ["--backend", a.backend] if a.backend else []
     env = dict(os.environ, OMP_NUM_THREADS="1", TORCHINDUCTOR_COMPILE_THREADS="1",
@@ -333,7 +357,7 @@ def rows(model: str, result: dict[str, Any], sizes: Sequence[int]) -> list[dict[
             **{f"{k} s": v for k, v in stages.items()},
             **{f"{k} %": 100 * v / total for k, v in stages.items()},
             "job / sum of stages": r["s"] / total, "ratio job/model": r["s"] / r["model_s"],
-            "peak job MB": r["peak_mb"], "blocks": r["blocks"],
+            "peak job MB": r["peak_mb"], "RSS before MB": r["rss_before_mb"], "blocks": r["blocks"],
         })
     return out
 
@@ -362,6 +386,10 @@ def main() -> None:
     p.add_argument("--shared", default=str(REPO.parent / "shared"), help="the project's shared/ folder")
     p.add_argument("--weights", default=None, help="Dynamic World weights (default: SHARED/dynamicworld)")
     p.add_argument("--workdir", default=None, help="folder for the COGs (default: a temporary one, removed)")
+    p.add_argument("--with-context", action="store_true",
+                   help="cut each area from the mosaic after load (the mask then also works on the 5 km around it)")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="dwcube.models.runtime.keep_freed_memory() in the worker (default: glibc's defaults, as dwcube runs)")
     p.add_argument("--verbose", action="store_true", help="print the job's task seconds by (fused) key prefix")
     p.add_argument("--json", default=None, help="also write the raw results to this JSON file")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

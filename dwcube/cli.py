@@ -490,7 +490,7 @@ WEIGHTS_SEARCH = "$DWCUBE_WEIGHTS, $DWCUBE_SHARED/dynamicworld or ../shared/dyna
 def _add_cloud_mask_mode(p: argparse.ArgumentParser) -> None:
     """``--cloud-mask-mode``, shared by ``load`` and ``classify``."""
     p.add_argument("--cloud-mask-mode", choices=["fast", "exact"], default="fast",
-                   help="how the L1C cloud mask evaluates s2cloudless: fast (default) on a 40 m grid, at 10 m only "
+                   help="how the L1C cloud mask evaluates s2cloudless: fast (default) on an 80 m grid, at 10 m only "
                         "near the 0.65 threshold (>= 99.9 %% of pixels as exact, several times faster); exact on "
                         "every 10 m pixel, as Earth Engine's cloud-probability product")
 

@@ -20,6 +20,7 @@ The s2cloudless model (shipped with the ``s2cloudless`` package) on two all-zero
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,8 +143,74 @@ class TreeModel:
         x = np.ascontiguousarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected (n, {self.n_features}) features, got {x.shape}")
+        if self._plain is not None:
+            # no split treats missing values apart: LightGBM reads NaN as 0 and compares
+            child, roots = self._plain
+            return _predict_plain(np.where(np.isnan(x), 0.0, x), self.feature, self.threshold, child, roots,
+                                  self.leaf_value, self.leaf_offset, self.n_nodes, self.sigmoid)
         return _predict(x, self.feature, self.threshold, self.left, self.right, self.default_left, self.missing,
                         self.leaf_value, self.node_offset, self.leaf_offset, self.n_nodes, self.sigmoid)
+
+
+    @functools.cached_property
+    def _plain(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(child, roots)`` for :func:`_predict_plain` when no split has a missing-value type, else ``None``.
+
+        ``child[k] = (left, right)`` of split ``k`` as indices into all trees' splits, a leaf
+        as ``~index`` into all trees' leaves; ``roots[t]`` tree ``t``'s first split.
+        """
+        if self.missing.size and self.missing.any():
+            return None
+        child = np.empty((self.feature.size, 2), dtype=np.int32)
+        for t in range(self.node_offset.size):
+            nb, lb, n = self.node_offset[t], self.leaf_offset[t], self.n_nodes[t]
+            for side, arr in ((0, self.left), (1, self.right)):
+                c = arr[nb:nb + n]
+                child[nb:nb + n, side] = np.where(c >= 0, c + nb, ~(~c + lb))
+        return child, self.node_offset.astype(np.int32)
+
+
+_GROUP = 8    # rows that walk one tree together: independent chains whose memory latencies overlap
+_BATCH = 512  # rows per pass over the forest: their features stay in L1 cache
+
+
+@numba.njit(cache=True, nogil=True)
+def _predict_plain(x, feature, threshold, child, roots, leaf_value,  # type: ignore[no-untyped-def]
+                   leaf_offset, n_nodes, sigmoid):
+    # As _predict for splits without missing-value handling (x has no NaN): groups of _GROUP
+    # rows of a batch advance through a tree in lockstep, one level per sweep, so that their
+    # node fetches do not wait on each other (1.3x _predict on the s2cloudless forest).
+    n = x.shape[0]
+    out = np.zeros(n, dtype=np.float64)
+    node = np.empty(_GROUP, dtype=np.int32)
+    for start in range(0, n, _BATCH):
+        stop = min(start + _BATCH, n)
+        for t in range(roots.shape[0]):
+            if n_nodes[t] == 0:
+                for i in range(start, stop):
+                    out[i] += leaf_value[leaf_offset[t]]
+                continue
+            r = roots[t]
+            for g in range(start, stop, _GROUP):
+                k = min(g + _GROUP, stop) - g
+                for j in range(k):
+                    node[j] = r
+                active = k
+                while active > 0:
+                    active = 0
+                    for j in range(k):
+                        nd = node[j]
+                        if nd >= 0:
+                            nd = child[nd, 1 if x[g + j, feature[nd]] > threshold[nd] else 0]
+                            node[j] = nd
+                            if nd >= 0:
+                                active += 1
+                for j in range(k):
+                    out[g + j] += leaf_value[~node[j]]
+    if sigmoid > 0:
+        for i in range(n):
+            out[i] = 1.0 / (1.0 + math.exp(-sigmoid * out[i]))
+    return out
 
 
 @numba.njit(cache=True, nogil=True)

@@ -70,3 +70,27 @@ def test_tree_model_parses_the_same_from_text_and_file(tmp_path: Path) -> None:
     path.write_text(C._model_text())  # noqa: SLF001
     x = np.random.default_rng(2).uniform(0, 1, (100, 10))
     np.testing.assert_array_equal(TreeModel.from_text(path).predict(x), C._tree_model().predict(x))  # noqa: SLF001
+
+
+@pytest.mark.shared
+def test_lockstep_kernel_equals_the_general_one_on_real_pixels(shared: Path) -> None:
+    # the s2cloudless forest has no missing-value splits, so predict() takes the lockstep
+    # kernel; it must give the general kernel's (LightGBM's rule's) sums bit for bit, NaN,
+    # infinities and zeros included, and any row count (partial groups and batches)
+    from dwcube import gbdt
+
+    model = C._tree_model()  # noqa: SLF001
+    assert model._plain is not None  # noqa: SLF001
+    scenes = np.load(shared / "data" / "eolearn-slovenia" / "reference_scenes_l1c.npy")
+    order = ["coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08", "nir09",
+             "cirrus", "swir16", "swir22"]
+    x = scenes[..., [order.index(b) for b in C.S2CLOUDLESS_BANDS]].reshape(-1, 10)[:5003].astype(np.float64)
+    x[::97, 3] = np.nan
+    x[::89, 5] = 0.0
+    x[::83, 1] = np.inf
+    x[::79, 7] = -np.inf
+    general = gbdt._predict(x, model.feature, model.threshold, model.left, model.right,  # noqa: SLF001
+                            model.default_left, model.missing, model.leaf_value, model.node_offset,
+                            model.leaf_offset, model.n_nodes, model.sigmoid)
+    np.testing.assert_array_equal(model.predict(x), general)
+    np.testing.assert_array_equal(model.predict(x[:3]), general[:3])
