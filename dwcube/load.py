@@ -248,9 +248,10 @@ def load(
         ``"fast"`` or ``"exact"``: as ``"auto"``, in that mode of
         ``CloudMaskParams.mode``.  ``"auto"`` and ``True`` use
         ``"fast"`` (:data:`DEFAULT_CLOUD_MASK_MODE`): s2cloudless on an 80 m grid, refined at
-        10 m near the 0.65 threshold — on every real L1C scene measured ≥ 99.96 % of pixels
-        decided as with ``"exact"`` (Earth Engine's per-pixel product) at a fraction of
-        its cost (2.6× faster), where the exact mask cost 2–6 times Dynamic World itself
+        10 m near the 0.65 threshold where the probability can change the cloud test — on
+        every real L1C scene measured, ≥ 99.97 % of pixels' cloud test decided as with
+        ``"exact"`` (Earth Engine's per-pixel product) and the same final mask, at a third of
+        its cost (3.2× faster), where the exact mask cost ~3 times Dynamic World itself
         (benchmarks/README.md, ``bench_clouds.py``).  The mask is computed on each date's
         merged cube.
     on_error
