@@ -865,7 +865,8 @@ def cloud_mask(cube: xr.Dataset, params: CloudMaskParams | None = None) -> xr.Da
             # it only (the source of offset o is p - o), so that pass reads context on that side.
             near = [(a + b, a + b) for a, b in zip(_reach(erode, sampling), _reach(dilate, sampling), strict=True)]
             cloud_t = _overlap(buffer, c0[t:t + 1], nir[t:t + 1], near, bool)
-            sun_side = [(max(int(offsets[:, ax].max()), 0), max(int(-offsets[:, ax].min()), 0)) for ax in (0, 1)]
+            sun_side = [(max(int(offsets[:, ax].max()), 0), max(int(-offsets[:, ax].min()), 0)) if len(offsets)
+                        else (0, 0) for ax in (0, 1)]
             blk = _overlap(shade, cloud_t, nir[t:t + 1], sun_side, np.uint8)
         else:
             blk = shade(buffer(c0[t:t + 1], nir[t:t + 1]), nir[t:t + 1])
