@@ -64,6 +64,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import inspect
 import json
 import math
@@ -176,9 +177,17 @@ def load_area(a: argparse.Namespace, api: str, size: int, offset: int, **load_kw
 
     if a.with_context:
         return _area(dwcube.load(api, collections=["sentinel-2-l1c"], chunks=a.chunk, **load_kw), size, offset)
-    whole = dwcube.load(api, collections=["sentinel-2-l1c"], chunks=a.chunk, cloud_mask=False)
-    grid = whole.odc.geobox[0:size, offset:offset + size]
+    grid = _mosaic_grid(a.api, a.chunk)[0:size, offset:offset + size]
     return dwcube.load(api, collections=["sentinel-2-l1c"], chunks=a.chunk, grid=grid, **load_kw)
+
+
+@functools.cache
+def _mosaic_grid(api: str, chunk: int) -> Any:
+    """The mosaic's grid, looked up once (every copy of the items describes the same mosaic): the timed
+    jobs and stages then do not pay a second STAC search and graph for it."""
+    import dwcube
+
+    return dwcube.load(api, collections=["sentinel-2-l1c"], chunks=chunk, cloud_mask=False).odc.geobox
 
 
 def _job(a: argparse.Namespace, model: str, size: int, offset: int, store: Path,

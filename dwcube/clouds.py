@@ -818,6 +818,7 @@ def cloud_mask(cube: xr.Dataset, params: CloudMaskParams | None = None) -> xr.Da
     p = params or CloudMaskParams()
     geometry = ground_geometry(cube)
     cdi = cloud_displacement_index(cube, window_m=p.cdi_window_m) if p.cdi_threshold is not None else None
+    low_cdi = cdi < p.cdi_threshold if cdi is not None else None
     cirrus = None
     if p.cirrus_threshold is not None:
         _require(cube, ("cirrus",), "the cirrus test")
@@ -825,17 +826,15 @@ def cloud_mask(cube: xr.Dataset, params: CloudMaskParams | None = None) -> xr.Da
     if p.mode == "fast":
         # the probability can only change the cloud test where the index is below its
         # threshold and cirrus is not already cloud: refine nowhere else
-        needed = None
-        if cdi is not None:
-            needed = cdi < p.cdi_threshold
+        needed = low_cdi
         if cirrus is not None:
             needed = ~cirrus if needed is None else needed & ~cirrus
         prob = cloud_probability_fast(cube, p, needed=needed)
     else:
         prob = cloud_probability(cube)
     cloud0 = prob > p.probability_threshold
-    if cdi is not None:
-        cloud0 = cloud0 & (cdi < p.cdi_threshold)
+    if low_cdi is not None:
+        cloud0 = cloud0 & low_cdi
     if cirrus is not None:
         cloud0 = cloud0 | cirrus
     erode, sampling = geometry.radius_px(p.erosion_m)

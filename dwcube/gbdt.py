@@ -151,7 +151,6 @@ class TreeModel:
         return _predict(x, self.feature, self.threshold, self.left, self.right, self.default_left, self.missing,
                         self.leaf_value, self.node_offset, self.leaf_offset, self.n_nodes, self.sigmoid)
 
-
     @functools.cached_property
     def _plain(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(child, roots)`` for :func:`_predict_plain` when no split has a missing-value type, else ``None``.
